@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Build the real peers used by the end-to-end tests (tests/e2e) into .peers/bin/ (git-ignored).
+#
+# Pinned versions (change them here, and in docker-compose.yml for the matching images):
+#   OpenTelemetry Collector  built with go.opentelemetry.io/collector/cmd/builder (ocb) v0.155.0
+#                            from peers/otelcol-builder.yaml (core v0.155.0 / v1.61.0, contrib v0.155.0)
+#                            -> .peers/bin/otelcol-chronograph
+#   Jaeger v2                github.com/jaegertracing/jaeger v1.76.0 (the Go module tag of Jaeger v2.13.0),
+#                            package ./cmd/jaeger -> .peers/bin/jaeger
+#   stripe-mock              github.com/stripe/stripe-mock v0.203.0 -> .peers/bin/stripe-mock
+#   Prometheus               Debian's `prometheus` package (bookworm: 2.42.0), on PATH as `prometheus`
+#
+# Everything Go comes from the Go module proxy. Built binaries are also kept in
+#   ${XDG_CACHE_HOME:-$HOME/.cache}/otel-chronograph/peers/<version-key>/
+# so that a fresh clone on the same machine (CI) copies them instead of rebuilding.
+# A binary already in .peers/bin/ with a matching version stamp is reused as it is.
+#
+# Usage: scripts/build-peers.sh            build/reuse everything
+#        PEERS_FORCE=1 scripts/build-peers.sh   ignore .peers/bin and the cache, rebuild
+#        PEERS_SKIP_APT=1 ...               do not try to apt-get install prometheus
+# Exit status is non-zero, with a message naming the peer, if any peer cannot be provided.
+set -euo pipefail
+
+OCB_VERSION="v0.155.0"
+JAEGER_MODULE="github.com/jaegertracing/jaeger"
+JAEGER_VERSION="v1.76.0"          # = Jaeger v2.13.0
+STRIPE_MOCK_MODULE="github.com/stripe/stripe-mock"
+STRIPE_MOCK_VERSION="v0.203.0"
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+MANIFEST="$ROOT/peers/otelcol-builder.yaml"
+BIN="$ROOT/.peers/bin"
+CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/otel-chronograph/peers"
+FORCE="${PEERS_FORCE:-0}"
+
+log() { printf '[build-peers %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { printf '[build-peers] ERROR: %s\n' "$*" >&2; exit 1; }
+
+command -v go >/dev/null 2>&1 || die "Go is not installed (needed to build the Collector, Jaeger and stripe-mock)"
+[ -f "$MANIFEST" ] || die "missing Collector builder manifest: $MANIFEST"
+
+# Never let Go download a different toolchain; use the proxy for modules.
+export GOTOOLCHAIN=local
+export CGO_ENABLED=0
+export GOFLAGS="${GOFLAGS:-} -buildvcs=false"
+
+GOOS_ARCH="$(go env GOOS)-$(go env GOARCH)"
+sha12() { sha256sum "$1" | cut -c1-12; }
+
+mkdir -p "$BIN" "$CACHE_ROOT"
+START_ALL=$SECONDS
+
+# provide NAME KEY BUILD_FUNCTION
+#   Reuses $BIN/NAME when its stamp equals KEY, else copies from $CACHE_ROOT/KEY/NAME,
+#   else runs BUILD_FUNCTION OUTPUT_PATH and stores the result in both places.
+provide() {
+    local name="$1" key="$2" build="$3"
+    local target="$BIN/$name" stamp="$BIN/.$name.version" cached="$CACHE_ROOT/$key/$name"
+    if [ "$FORCE" != 1 ] && [ -x "$target" ] && [ "$(cat "$stamp" 2>/dev/null || true)" = "$key" ]; then
+        log "$name: reusing $target ($key)"
+        return 0
+    fi
+    if [ "$FORCE" != 1 ] && [ -x "$cached" ]; then
+        log "$name: copying from cache $cached"
+        cp -f "$cached" "$target.tmp" && mv -f "$target.tmp" "$target"
+        echo "$key" > "$stamp"
+        return 0
+    fi
+    local t0=$SECONDS tmpout
+    tmpout="$(mktemp -d)"
+    log "$name: building ($key) ..."
+    if ! "$build" "$tmpout/$name"; then
+        rm -rf "$tmpout"
+        die "$name: build failed ($key); see the output above"
+    fi
+    [ -x "$tmpout/$name" ] || { rm -rf "$tmpout"; die "$name: build produced no binary"; }
+    mkdir -p "$CACHE_ROOT/$key"
+    cp -f "$tmpout/$name" "$cached.tmp" && mv -f "$cached.tmp" "$cached"
+    cp -f "$tmpout/$name" "$target.tmp" && mv -f "$target.tmp" "$target"
+    echo "$key" > "$stamp"
+    rm -rf "$tmpout"
+    log "$name: built in $((SECONDS - t0))s -> $target (cached in $CACHE_ROOT/$key)"
+}
+
+# --- (a) OpenTelemetry Collector via ocb ---------------------------------------------------------
+build_otelcol() {
+    local out="$1" work ocb_bin
+    work="$(mktemp -d)"
+    ocb_bin="$CACHE_ROOT/ocb-$OCB_VERSION-$GOOS_ARCH/builder"
+    if [ ! -x "$ocb_bin" ]; then
+        log "otelcol: installing the builder go.opentelemetry.io/collector/cmd/builder@$OCB_VERSION"
+        mkdir -p "$(dirname "$ocb_bin")"
+        GOBIN="$(dirname "$ocb_bin")" go install "go.opentelemetry.io/collector/cmd/builder@$OCB_VERSION" \
+            || { rm -rf "$work"; return 1; }
+    fi
+    # Same manifest, but with the output path pointing into the temporary work directory.
+    sed "s#^\(\s*output_path:\).*#\1 $work/dist#" "$MANIFEST" > "$work/manifest.yaml"
+    log "otelcol: running ocb (downloads modules and compiles; this is the slow part)"
+    (cd "$work" && "$ocb_bin" --config "$work/manifest.yaml") || { rm -rf "$work"; return 1; }
+    cp "$work/dist/otelcol-chronograph" "$out" || { rm -rf "$work"; return 1; }
+    rm -rf "$work"
+    "$out" --version >/dev/null || return 1
+}
+
+# --- (b) Jaeger v2 ---------------------------------------------------------------------------------
+build_jaeger() {
+    local out="$1" dir
+    # The Jaeger module has replace directives, so `go install pkg@version` refuses it:
+    # download the pinned module from the proxy and build ./cmd/jaeger inside it.
+    dir="$(go mod download -json "$JAEGER_MODULE@$JAEGER_VERSION" | sed -n 's/^\s*"Dir": "\(.*\)",\?$/\1/p')"
+    [ -n "$dir" ] && [ -d "$dir" ] || { log "jaeger: go mod download failed"; return 1; }
+    (cd "$dir" && go build -trimpath -o "$out" ./cmd/jaeger) || return 1
+    "$out" version >/dev/null 2>&1 || "$out" --help >/dev/null 2>&1 || return 1
+}
+
+# --- (c) stripe-mock -------------------------------------------------------------------------------
+build_stripe_mock() {
+    local out="$1" gobin
+    gobin="$(mktemp -d)"
+    GOBIN="$gobin" go install -trimpath "$STRIPE_MOCK_MODULE@$STRIPE_MOCK_VERSION" || { rm -rf "$gobin"; return 1; }
+    mv "$gobin/stripe-mock" "$out" && rm -rf "$gobin"
+}
+
+provide otelcol-chronograph "otelcol-${OCB_VERSION}-$(sha12 "$MANIFEST")-$GOOS_ARCH" build_otelcol
+provide jaeger "jaeger-${JAEGER_VERSION}-$GOOS_ARCH" build_jaeger
+provide stripe-mock "stripe-mock-${STRIPE_MOCK_VERSION}-$GOOS_ARCH" build_stripe_mock
+
+# --- (d) Prometheus from Debian --------------------------------------------------------------------
+if command -v prometheus >/dev/null 2>&1; then
+    log "prometheus: found $(command -v prometheus)"
+elif [ "${PEERS_SKIP_APT:-0}" = 1 ]; then
+    die "prometheus is not on PATH and PEERS_SKIP_APT=1: install Debian's 'prometheus' package"
+else
+    command -v apt-get >/dev/null 2>&1 || die "prometheus is not on PATH and apt-get is unavailable"
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO="sudo"
+    log "prometheus: apt-get install prometheus (without starting its service)"
+    # Keep the package's service from starting (and binding :9090): the tests start their
+    # own Prometheus on free ports. policy-rc.d exit 101 = "action forbidden".
+    POLICY=/usr/sbin/policy-rc.d
+    ADDED_POLICY=0
+    if [ ! -e "$POLICY" ]; then
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$POLICY" >/dev/null && $SUDO chmod +x "$POLICY" && ADDED_POLICY=1
+    fi
+    rc=0
+    { $SUDO apt-get update -qq && \
+      DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus; } || rc=$?
+    [ "$ADDED_POLICY" = 1 ] && $SUDO rm -f "$POLICY"
+    [ "$rc" = 0 ] || die "prometheus: apt-get install prometheus failed (exit $rc)"
+    command -v prometheus >/dev/null 2>&1 || die "prometheus: installed, but not on PATH"
+fi
+prometheus --version 2>&1 | head -n1 | sed 's/^/[build-peers] /' >&2
+
+log "all peers ready in $((SECONDS - START_ALL))s:"
+for b in otelcol-chronograph jaeger stripe-mock; do
+    log "  $BIN/$b"
+done
+log "  $(command -v prometheus)"

@@ -1,0 +1,230 @@
+"""Assembly: group the spans of each lap as they start and end, and say when a lap is complete.
+
+A lap is complete when its root has ended and every span started under it has ended, or, with a grace
+period, when that period after the root's end has passed. Memory is bounded: at most
+``max_pending`` laps wait (the oldest unfinished one is evicted, counted, never silently), and at most
+``max_spans`` spans are kept per lap (the rest are counted as dropped and the lap marked truncated).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanContext, SpanKind
+
+__all__ = ["Assembler", "Completed", "PendingLap"]
+
+_LAP_KINDS = (SpanKind.SERVER, SpanKind.CONSUMER)
+
+_NOT_EVICTED = object()
+
+LapDecider = Callable[[str, SpanKind, Mapping[str, Any] | None], tuple[bool, str | None]]
+
+
+@dataclass(eq=False, slots=True)
+class PendingLap:
+    root_id: int
+    command: str | None
+    parent: PendingLap | None
+    open_ids: set[int] = field(default_factory=set)
+    spans: list[ReadableSpan] = field(default_factory=list)
+    root: ReadableSpan | None = None
+    deadline_ns: int = 0
+    dropped: int = 0
+    done: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """A lap ready to derive: its root, the spans that ended in time, and what was missed."""
+
+    root: ReadableSpan
+    spans: list[ReadableSpan]
+    command: str | None
+    truncated: bool
+    late: int
+
+
+@dataclass(slots=True)
+class AssemblyStats:
+    evicted: int = 0
+    dropped_spans: int = 0
+    late_spans: int = 0
+    forced: int = 0
+
+
+class Assembler:
+    """Thread-safe span bookkeeping; returns completed laps for the caller to derive outside the lock."""
+
+    def __init__(
+        self,
+        decide: LapDecider,
+        auto_server_roots: bool,
+        max_pending: int,
+        max_spans: int,
+        grace_ms: float,
+        on_evict: Callable[[int], None] | None = None,
+    ) -> None:
+        self._decide = decide
+        self._auto = auto_server_roots
+        self._max_pending = max_pending
+        self._max_spans = max_spans
+        self._grace_ns = int(grace_ms * 1_000_000)
+        self._owner: dict[int, PendingLap] = {}
+        self._pending: OrderedDict[int, PendingLap] = OrderedDict()
+        self._evicted_roots: OrderedDict[int, str | None] = OrderedDict()
+        self._waiting_grace: dict[int, PendingLap] = {}
+        self._lock = threading.Lock()
+        self._on_evict = on_evict
+        self.stats = AssemblyStats()
+
+    @property
+    def grace_ns(self) -> int:
+        return self._grace_ns
+
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    def is_lap_root(self, name: str, kind: SpanKind, attributes: Mapping[str, Any] | None,
+                    parent: SpanContext | None) -> tuple[bool, str | None]:
+        if attributes and attributes.get("chronograph.lap") is True:
+            return True, None
+        if self._auto and kind in _LAP_KINDS and (parent is None or parent.is_remote):
+            return True, None
+        return self._decide(name, kind, attributes)
+
+    def start(self, span: ReadableSpan) -> None:
+        ctx = span.context
+        if ctx is None:
+            return
+        sid = ctx.span_id
+        parent = span.parent
+        owner = self._owner.get(parent.span_id) if parent is not None and not parent.is_remote else None
+        is_lap, command = self.is_lap_root(span.name, span.kind, span.attributes, parent)
+        if not is_lap and owner is None:
+            return
+        with self._lock:
+            if owner is not None:
+                if owner.done or len(owner.open_ids) >= self._max_spans:
+                    owner.dropped += 1
+                    self.stats.dropped_spans += 1
+                    if not is_lap:
+                        return
+                else:
+                    owner.open_ids.add(sid)
+            if is_lap:
+                pending = PendingLap(sid, command, owner)
+                self._pending[sid] = pending
+                self._owner[sid] = pending
+                if len(self._pending) > self._max_pending:
+                    self._evict_oldest()
+            else:
+                self._owner[sid] = owner  # type: ignore[assignment]
+
+    def end(self, span: ReadableSpan) -> tuple[bool, list[Completed]]:
+        """Record an ended span: (is it a held lap root, the laps this completes)."""
+        ctx = span.context
+        if ctx is None:
+            return False, []
+        sid = ctx.span_id
+        with self._lock:
+            pending = self._owner.pop(sid, None)
+            if pending is None:
+                if not self._evicted_roots:
+                    return False, []
+                command = self._evicted_roots.pop(sid, _NOT_EVICTED)
+                if command is _NOT_EVICTED:
+                    return False, []
+                # The lap was evicted before its root ended: derive what the root alone says.
+                return True, [Completed(span, [], command, True, 0)]  # type: ignore[arg-type]
+            if pending.root_id == sid:
+                pending.root = span
+                if pending.open_ids and self._grace_ns > 0:
+                    pending.deadline_ns = time.monotonic_ns() + self._grace_ns
+                    self._waiting_grace[sid] = pending
+                    return True, []
+                return True, self._complete(pending)
+            pending.open_ids.discard(sid)
+            if len(pending.spans) < self._max_spans:
+                pending.spans.append(span)
+            else:
+                pending.dropped += 1
+                self.stats.dropped_spans += 1
+            if pending.root is not None and not pending.open_ids and not pending.done:
+                self._waiting_grace.pop(pending.root_id, None)
+                return False, self._complete(pending)
+            return False, []
+
+    def has_waiting(self) -> bool:
+        return bool(self._waiting_grace)
+
+    def expire(self, now_ns: int | None = None, everything: bool = False) -> list[Completed]:
+        """Complete laps whose grace period has passed (all of them when ``everything``)."""
+        if not self._waiting_grace:
+            return []
+        now = time.monotonic_ns() if now_ns is None else now_ns
+        out: list[Completed] = []
+        with self._lock:
+            for rid, pending in list(self._waiting_grace.items()):
+                if everything or pending.deadline_ns <= now:
+                    del self._waiting_grace[rid]
+                    self.stats.forced += 1
+                    out.extend(self._complete(pending))
+        return out
+
+    def next_deadline_ns(self) -> int | None:
+        with self._lock:
+            return min((p.deadline_ns for p in self._waiting_grace.values()), default=None)
+
+    # -- under the lock -------------------------------------------------------------------------
+
+    def _complete(self, pending: PendingLap) -> list[Completed]:
+        pending.done = True
+        self._pending.pop(pending.root_id, None)
+        late = len(pending.open_ids)
+        for oid in pending.open_ids:
+            self._owner.pop(oid, None)
+        pending.open_ids.clear()
+        self.stats.late_spans += late
+        root = pending.root
+        assert root is not None
+        outer = pending.parent
+        if outer is not None and not outer.done:
+            # A lap nested in another: its spans (and root) belong to the outer lap too.
+            outer.open_ids.discard(pending.root_id)
+            room = self._max_spans - len(outer.spans)
+            moved = [*pending.spans, root]
+            outer.spans.extend(moved[:max(room, 0)])
+            if len(moved) > room:
+                outer.dropped += len(moved) - max(room, 0)
+        result = [Completed(root, pending.spans, pending.command, pending.dropped > 0 or late > 0, late)]
+        if outer is not None and not outer.done and outer.root is not None and not outer.open_ids:
+            self._waiting_grace.pop(outer.root_id, None)
+            result.extend(self._complete(outer))
+        return result
+
+    def _evict_oldest(self) -> None:
+        for rid, pending in self._pending.items():
+            if pending.root is None:
+                break
+        else:  # every pending lap has its root ended: nothing to evict by age
+            return
+        del self._pending[rid]
+        pending.done = True
+        self._owner.pop(rid, None)
+        for oid in pending.open_ids:
+            self._owner.pop(oid, None)
+        pending.open_ids.clear()
+        pending.spans.clear()
+        self._evicted_roots[rid] = pending.command
+        while len(self._evicted_roots) > self._max_pending:
+            self._evicted_roots.popitem(last=False)
+        self.stats.evicted += 1
+        if self._on_evict is not None:
+            self._on_evict(rid)

@@ -1,0 +1,71 @@
+"""The ``chronograph`` command line. Subcommands of other stages load lazily (fast start, optional extras)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from . import __version__
+from ._config import ConfigError, load_config
+
+__all__ = ["main"]
+
+# name -> "module:attribute" of a click command, imported only when used.
+_LAZY: dict[str, str] = {
+    "demo": "otel_chronograph._demo:demo_command",
+    "billing": "otel_chronograph.billing._commands:billing",
+    "laps": "otel_chronograph.recorder._commands:laps",
+    "show": "otel_chronograph.recorder._commands:show",
+    "serve": "otel_chronograph.recorder._commands:serve",
+    "tui": "otel_chronograph.recorder._commands:tui",
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_LAZY})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = super().get_command(ctx, cmd_name)
+        if found is not None or cmd_name not in _LAZY:
+            return found
+        module, attr = _LAZY[cmd_name].split(":")
+        try:
+            return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+        except ImportError as exc:
+            raise click.ClickException(
+                f"'{cmd_name}' is not available: {exc}. Install everything with "
+                "pip install 'otel-chronograph[all]'") from None
+
+
+@click.group(cls=_LazyGroup)
+@click.version_option(__version__, prog_name="chronograph")
+def main() -> None:
+    """Split times, status and usage billing from OpenTelemetry traces."""
+
+
+@main.group()
+def config() -> None:
+    """Configuration tools."""
+
+
+@config.command("check")
+@click.argument("file", type=click.Path(dir_okay=False))
+def config_check(file: str) -> None:
+    """Validate a chronograph YAML file (exit 1 with the key and file named when invalid)."""
+    try:
+        cfg = load_config(file, environ={})
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    enabled = [name for name, on in (("chronograph", cfg.enabled), ("split times", cfg.display.split_times),
+                                     ("billing", cfg.billing.enabled), ("recorder", cfg.recorder.enabled))
+               if on]
+    click.echo(f"{file}: ok ({', '.join(enabled) or 'everything off'})")
+
+
+def run(argv: list[str] | None = None) -> Any:
+    return main.main(args=argv, prog_name="chronograph", standalone_mode=False)

@@ -1,0 +1,315 @@
+"""Configuration: the YAML document of SPEC.md, validated before anything starts.
+
+Validation is done by pydantic models with ``extra="forbid"`` so a typo is an error, not a silently
+ignored key; every error names the dotted key and the file it came from.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+__all__ = [
+    "BillingConfig",
+    "ChronographConfig",
+    "ConfigError",
+    "DisplayConfig",
+    "LapsConfig",
+    "MatchSpec",
+    "MeterConfig",
+    "RecorderConfig",
+    "SectorRule",
+    "StatusConfig",
+    "load_config",
+]
+
+SpanKindName = Literal["SERVER", "CLIENT", "INTERNAL", "PRODUCER", "CONSUMER"]
+StatusName = Literal["GREEN", "YELLOW", "RED"]
+
+
+class ConfigError(ValueError):
+    """Raised for any invalid configuration; the message names the file and the key."""
+
+
+def _to_decimal(value: Any) -> Decimal:
+    """Money is exact: accept strings and numbers, never bools, never NaN or negatives."""
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"must be a non-negative decimal number, got {value!r}")
+    if isinstance(value, float):
+        value = repr(value)  # 0.001 -> "0.001", not the binary expansion
+    try:
+        result = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        raise ValueError(f"must be a non-negative decimal number, got {value!r}") from None
+    if not result.is_finite() or result < 0:
+        raise ValueError(f"must be a non-negative decimal number, got {value!r}")
+    return result
+
+
+Money = Annotated[Decimal, BeforeValidator(_to_decimal)]
+NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class MatchSpec(_Model):
+    """Selects spans: every given field must hold (glob on the name, kind, attribute presence/value)."""
+
+    name: str | None = None
+    kind: SpanKindName | None = None
+    attribute: str | None = None
+    value: str | int | float | bool | None = None
+
+    @model_validator(mode="after")
+    def _value_needs_attribute(self) -> MatchSpec:
+        if self.value is not None and self.attribute is None:
+            raise ValueError("'value' needs 'attribute'")
+        if self.name is None and self.kind is None and self.attribute is None:
+            raise ValueError("a match needs at least one of name, kind, attribute")
+        return self
+
+
+class LapRule(MatchSpec):
+    """A span matching this (at start, like a sampler) is a lap; ``command`` names it."""
+
+    command: str | None = None
+
+
+class LapsConfig(_Model):
+    match: tuple[LapRule, ...] = ()
+    auto_server_roots: bool = True
+    grace_ms: NonNegFloat = 0.0
+    max_pending_traces: int = Field(10_000, ge=1)
+    max_spans_per_trace: int = Field(2_000, ge=1)
+
+
+class SectorRule(_Model):
+    name: str = Field(min_length=1)
+    match: MatchSpec
+
+
+class SectorsConfig(_Model):
+    rules: tuple[SectorRule, ...] = ()
+
+
+class Thresholds(_Model):
+    green_ms: NonNegFloat | None = None
+    yellow_ms: NonNegFloat | None = None
+
+
+class StatusConfig(_Model):
+    green_ms: NonNegFloat = 100.0
+    yellow_ms: NonNegFloat = 300.0
+    on_error: StatusName | Literal["time"] = "RED"
+    commands: dict[str, Thresholds] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> StatusConfig:
+        if self.green_ms > self.yellow_ms:
+            raise ValueError(f"green_ms ({self.green_ms}) must not exceed yellow_ms ({self.yellow_ms})")
+        for cmd, t in self.commands.items():
+            g, y = self.thresholds(cmd)
+            if g > y:
+                raise ValueError(f"commands.{cmd}: green_ms ({g}) must not exceed yellow_ms ({y})")
+        return self
+
+    def thresholds(self, command: str) -> tuple[float, float]:
+        t = self.commands.get(command)
+        if t is None:
+            return self.green_ms, self.yellow_ms
+        return (
+            self.green_ms if t.green_ms is None else t.green_ms,
+            self.yellow_ms if t.yellow_ms is None else t.yellow_ms,
+        )
+
+
+class DisplayConfig(_Model):
+    split_times: bool = False
+    format: Literal["text", "json", "off"] = "text"
+    stream: Literal["stderr", "stdout"] = "stderr"
+
+
+class MeterConfig(_Model):
+    """Where usage goes (issue 3). The Stripe key is never here: only ``STRIPE_API_KEY``."""
+
+    kind: Literal["stripe"] = "stripe"
+    api: Literal["v1", "v2"] = "v1"
+    event_name: str = Field("chronograph_usage", min_length=1)
+    value: Literal["cost_micros", "requests", "lap_ms"] = "cost_micros"
+    customer_payload_key: str = "stripe_customer_id"
+    value_payload_key: str = "value"
+    batch_size: int = Field(100, ge=1, le=100)
+    flush_interval_s: NonNegFloat = 60.0
+    outbox: str = "chronograph-outbox.db"
+    api_base: str | None = None
+    meter_events_base: str | None = None
+    max_attempts: int = Field(12, ge=1)
+    retention_days: NonNegFloat = 90.0
+    shutdown_timeout_s: NonNegFloat = 10.0
+
+
+class ScoreBand(_Model):
+    """Enterprise score pricing: each point in [low, high] above the baseline costs ``per_point``."""
+
+    low: int = Field(ge=0, le=100)
+    high: int = Field(ge=0, le=100)
+    per_point: Money
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ScoreBand:
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
+        return self
+
+
+def _default_bands() -> tuple[ScoreBand, ...]:
+    return (
+        ScoreBand(low=0, high=85, per_point=Decimal("0")),
+        ScoreBand(low=86, high=90, per_point=Decimal("1000")),
+        ScoreBand(low=91, high=95, per_point=Decimal("2000")),
+        ScoreBand(low=96, high=99, per_point=Decimal("5000")),
+        ScoreBand(low=100, high=100, per_point=Decimal("100000")),
+    )
+
+
+class BillingConfig(_Model):
+    enabled: bool = False
+    tiers: dict[str, Money] = Field(
+        default_factory=lambda: {"free": Decimal(0), "pro": Decimal(1), "enterprise": Decimal(2)}
+    )
+    rates: dict[str, Money] = Field(default_factory=dict)
+    default_rate: Money = Decimal(0)
+    default_tier: str = "free"
+    unknown_tier_multiplier: Money = Decimal(1)
+    meter: MeterConfig = Field(default_factory=MeterConfig)
+    enterprise_bands: tuple[ScoreBand, ...] = Field(default_factory=_default_bands)
+
+
+class RecorderConfig(_Model):
+    enabled: bool = True
+    max_records: int = Field(1000, ge=1)
+    persistent: bool = False
+    path: str = "chronograph.db"
+    retention_hours: NonNegFloat = 24.0
+    anomaly_factor: float = Field(10.0, gt=0, allow_inf_nan=False)
+    max_events_per_lap: int = Field(200, ge=0)
+
+
+class ChronographConfig(_Model):
+    enabled: bool = True
+    laps: LapsConfig = Field(default_factory=LapsConfig)
+    sectors: SectorsConfig = Field(default_factory=SectorsConfig)
+    status: StatusConfig = Field(default_factory=StatusConfig)
+    display: DisplayConfig = Field(default_factory=DisplayConfig)
+    billing: BillingConfig = Field(default_factory=BillingConfig)
+    recorder: RecorderConfig = Field(default_factory=RecorderConfig)
+
+
+_BOOL_ENV = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False,
+             "off": False}
+_ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
+    "CHRONOGRAPH_ENABLED": ("enabled",),
+    "CHRONOGRAPH_SPLIT_TIMES": ("display", "split_times"),
+    "CHRONOGRAPH_BILLING_ENABLED": ("billing", "enabled"),
+    "CHRONOGRAPH_TIER": ("billing", "default_tier"),
+}
+
+
+def _format_error(err: ValidationError, origin: str) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(["chronograph", *(str(p) for p in e["loc"])])
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{origin}: {key}: {msg}")
+    return "invalid chronograph configuration:\n  " + "\n  ".join(lines)
+
+
+def _unwrap(doc: Any, origin: str) -> dict[str, Any]:
+    if doc is None:
+        return {}
+    if not isinstance(doc, Mapping):
+        raise ConfigError(f"{origin}: expected a mapping at the top level, got {type(doc).__name__}")
+    if set(doc) == {"chronograph"}:
+        doc = doc["chronograph"] or {}
+        if not isinstance(doc, Mapping):
+            raise ConfigError(f"{origin}: chronograph: expected a mapping, got {type(doc).__name__}")
+    return dict(doc)
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read configuration: {exc.strerror or exc}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+
+
+def _raw_from_environment(environ: Mapping[str, str]) -> tuple[dict[str, Any], str]:
+    path = environ.get("CHRONOGRAPH_CONFIG")
+    if path:
+        return _unwrap(_read_yaml(Path(path)), path), path
+    otel = environ.get("OTEL_CONFIG_FILE")
+    if otel:
+        doc = _read_yaml(Path(otel))
+        if isinstance(doc, Mapping):
+            dist = doc.get("distribution")
+            if isinstance(dist, Mapping) and "chronograph" in dist:
+                return _unwrap(dist["chronograph"], f"{otel} (distribution.chronograph)"), otel
+    return {}, "<defaults>"
+
+
+def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    for var, path in _ENV_OVERRIDES.items():
+        text = environ.get(var)
+        if text is None or text == "":
+            continue
+        value: Any = text
+        if var != "CHRONOGRAPH_TIER":
+            if text.strip().lower() not in _BOOL_ENV:
+                raise ConfigError(f"environment: {var}: expected true/false, got {text!r}")
+            value = _BOOL_ENV[text.strip().lower()]
+        node = raw
+        for part in path[:-1]:
+            child = node.get(part)
+            node[part] = child = dict(child) if isinstance(child, Mapping) else {}
+            node = child
+        node[path[-1]] = value
+    return raw
+
+
+def load_config(
+    source: str | os.PathLike[str] | Mapping[str, Any] | ChronographConfig | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> ChronographConfig:
+    """Build the configuration from a path, a dict, or (None) the environment, then apply env overrides.
+
+    Raises :class:`ConfigError` naming the file and key for anything invalid.
+    """
+    env = os.environ if environ is None else environ
+    if isinstance(source, ChronographConfig):
+        raw: dict[str, Any] = source.model_dump()
+        origin = "<code>"
+    elif isinstance(source, Mapping):
+        raw, origin = _unwrap(source, "<dict>"), "<dict>"
+    elif source is not None:
+        raw, origin = _unwrap(_read_yaml(Path(source)), str(source)), str(source)
+    else:
+        raw, origin = _raw_from_environment(env)
+    raw = _apply_env(raw, env)
+    try:
+        return ChronographConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, origin)) from None

@@ -1,0 +1,88 @@
+"""Auto-instrumentation: ``OTEL_PYTHON_DISTRO=chronograph OTEL_PYTHON_CONFIGURATOR=chronograph``.
+
+The configurator lets the SDK build its providers and exporters as usual (``--traces_exporter``,
+``--metrics_exporter``), but hands the exporting processors to one chronograph processor, so the lap
+spans reach every exporter annotated. With no trace exporter at all the processor is still added (laps
+are derived, metrics and the display still work).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.instrumentation.distro import BaseDistro
+from opentelemetry.sdk._configuration import _OTelSDKConfigurator
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+from ._config import load_config
+from ._processor import ChronographProcessor
+from ._setup import make_processor
+
+__all__ = ["ChronographConfigurator", "ChronographDistro"]
+
+_log = logging.getLogger("otel_chronograph")
+
+
+class _Noop(SpanProcessor):
+    """Stands in the provider for the 2nd+ exporter: the chronograph processor already forwards to it."""
+
+
+class ChronographDistro(BaseDistro):
+    """Same defaults as ``opentelemetry-distro`` (OTLP for traces and metrics), nothing more."""
+
+    def _configure(self, **kwargs: Any) -> None:
+        os.environ.setdefault("OTEL_TRACES_EXPORTER", "otlp")
+        os.environ.setdefault("OTEL_METRICS_EXPORTER", "otlp")
+        os.environ.setdefault("OTEL_LOGS_EXPORTER", "none")
+
+
+class ChronographConfigurator(_OTelSDKConfigurator):
+    """SDK configurator that installs the chronograph processor in front of the exporting processors."""
+
+    processor: ChronographProcessor | None = None
+
+    def _configure(self, **kwargs: Any) -> None:
+        config = load_config()  # fail fast, before anything starts, with the key and file named
+        if not config.enabled:
+            super()._configure(**kwargs)
+            return
+        if os.environ.get("OTEL_CONFIG_FILE"):
+            super()._configure(**kwargs)
+            self.processor = _rewrap_declarative(config)
+            return
+        exporting: list[SpanProcessor] = []
+
+        def export_processor(exporter: SpanExporter) -> SpanProcessor:
+            # Keep the exporter's processor for ourselves; the provider gets a placeholder.
+            exporting.append(BatchSpanProcessor(exporter))
+            return _Noop()
+
+        kwargs.setdefault("export_span_processor", export_processor)
+        super()._configure(**kwargs)
+        provider = trace.get_tracer_provider()
+        if not isinstance(provider, TracerProvider):  # pragma: no cover - the SDK always sets one
+            _log.warning("chronograph: no SDK TracerProvider after configuration; laps are off")
+            return
+        # Built after the SDK set the MeterProvider, so instruments bind to it directly.
+        self.processor = make_processor(config, exporting, None)
+        provider.add_span_processor(self.processor)
+
+
+def _rewrap_declarative(config: Any) -> ChronographProcessor | None:
+    """With declarative config the SDK builds the processors itself: put ours in front of them."""
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        return None
+    active = getattr(provider, "_active_span_processor", None)
+    existing = tuple(getattr(active, "_span_processors", ()))
+    processor = make_processor(config, list(existing), None)
+    if active is not None and hasattr(active, "_span_processors"):
+        active._span_processors = (processor,)
+    else:  # pragma: no cover - SDK internals changed: derive laps, annotation reaches no exporter
+        _log.warning("chronograph: cannot wrap the declarative config's processors")
+        provider.add_span_processor(processor)
+    return processor

@@ -1,0 +1,83 @@
+"""Span matchers compiled from config: which spans are laps, which spans are which sector.
+
+Matching is on name glob, span kind and attribute presence/value. Lap rules are evaluated when a span
+starts (as a sampler would: only start attributes are known), sector rules when the lap is derived.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from opentelemetry.trace import SpanKind
+
+from ._config import LapRule, MatchSpec, SectorRule
+
+__all__ = ["Matcher", "compile_lap_rules", "compile_match", "compile_sector_rules"]
+
+Matcher = Callable[[str, SpanKind, Mapping[str, Any] | None], bool]
+
+_MISSING = object()
+
+
+def _value_equal(actual: Any, expected: Any) -> bool:
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return actual is expected or str(actual).lower() == str(expected).lower()
+    if isinstance(expected, (int, float)) and isinstance(actual, (int, float)):
+        return bool(actual == expected)
+    return str(actual) == str(expected)
+
+
+def compile_match(spec: MatchSpec) -> Matcher:
+    """Turn a ``MatchSpec`` into a fast predicate over (name, kind, attributes)."""
+    name_re = re.compile(fnmatch.translate(spec.name)).match if spec.name is not None else None
+    kind = SpanKind[spec.kind] if spec.kind is not None else None
+    attribute = spec.attribute
+    expected = spec.value
+
+    def match(name: str, span_kind: SpanKind, attributes: Mapping[str, Any] | None) -> bool:
+        if kind is not None and span_kind is not kind:
+            return False
+        if name_re is not None and name_re(name) is None:
+            return False
+        if attribute is not None:
+            actual = attributes.get(attribute, _MISSING) if attributes else _MISSING
+            if actual is _MISSING:
+                return False
+            if expected is not None and not _value_equal(actual, expected):
+                return False
+        return True
+
+    return match
+
+
+def compile_sector_rules(
+    rules: Sequence[SectorRule],
+) -> Callable[[str, SpanKind, Mapping[str, Any] | None], str | None]:
+    """First matching rule names the sector; ``None`` when no rule matches."""
+    compiled = [(rule.name, compile_match(rule.match)) for rule in rules]
+
+    def sector_for(name: str, kind: SpanKind, attributes: Mapping[str, Any] | None) -> str | None:
+        for sector, match in compiled:
+            if match(name, kind, attributes):
+                return sector
+        return None
+
+    return sector_for
+
+
+def compile_lap_rules(
+    rules: Sequence[LapRule],
+) -> Callable[[str, SpanKind, Mapping[str, Any] | None], tuple[bool, str | None]]:
+    """(is a lap, command override) for a starting span, by the first matching rule."""
+    compiled = [(rule.command, compile_match(rule)) for rule in rules]
+
+    def lap_for(name: str, kind: SpanKind, attributes: Mapping[str, Any] | None) -> tuple[bool, str | None]:
+        for command, match in compiled:
+            if match(name, kind, attributes):
+                return True, command
+        return False, None
+
+    return lap_for
