@@ -3,7 +3,8 @@
 #
 # Pinned versions (change them here, and in docker-compose.yml for the matching images):
 #   OpenTelemetry Collector  built with go.opentelemetry.io/collector/cmd/builder (ocb) v0.155.0
-#                            from peers/otelcol-builder.yaml (core v0.155.0 / v1.61.0, contrib v0.155.0)
+#                            from peers/otelcol-builder.yaml (core v0.155.0 / v1.61.0, contrib v0.155.0;
+#                            v0.155.0 is the newest release whose contrib prometheusexporter the proxy serves)
 #                            -> .peers/bin/otelcol-chronograph
 #   Jaeger v2                github.com/jaegertracing/jaeger v1.76.0 (the Go module tag of Jaeger v2.13.0),
 #                            package ./cmd/jaeger -> .peers/bin/jaeger
@@ -83,6 +84,14 @@ provide() {
 }
 
 # --- (a) OpenTelemetry Collector via ocb ---------------------------------------------------------
+# ocb generates the Collector's sources (main.go, components.go) from the manifest. Its own module
+# step (`go mod tidy` + `go mod download`) also fetches modules that only the components' *tests*
+# import, and the Go module proxy reachable here does not serve all of those (e.g.
+# otlpencodingextension v0.155.0 -> 403). So ocb runs with --skip-get-modules --skip-compilation,
+# and this script writes the go.mod that ocb's template would (every gomod of the manifest plus
+# otelcol/service at the core version) and compiles with `go build -mod=mod`, which resolves only
+# what the binary imports.
+OTELCOL_CORE_VERSION="$OCB_VERSION"
 build_otelcol() {
     local out="$1" work ocb_bin
     work="$(mktemp -d)"
@@ -95,9 +104,21 @@ build_otelcol() {
     fi
     # Same manifest, but with the output path pointing into the temporary work directory.
     sed "s#^\(\s*output_path:\).*#\1 $work/dist#" "$MANIFEST" > "$work/manifest.yaml"
-    log "otelcol: running ocb (downloads modules and compiles; this is the slow part)"
-    (cd "$work" && "$ocb_bin" --config "$work/manifest.yaml") || { rm -rf "$work"; return 1; }
-    cp "$work/dist/otelcol-chronograph" "$out" || { rm -rf "$work"; return 1; }
+    log "otelcol: generating sources with ocb"
+    (cd "$work" && "$ocb_bin" --config "$work/manifest.yaml" --skip-get-modules --skip-compilation) \
+        || { rm -rf "$work"; return 1; }
+    (
+        set -e
+        cd "$work/dist"
+        go mod init go.opentelemetry.io/collector/cmd/otelcol-chronograph >/dev/null 2>&1
+        grep -E '^\s*- gomod:' "$MANIFEST" | sed -E 's/^\s*- gomod:\s*//; s/\s+#.*$//' | while read -r mod ver; do
+            go mod edit -require="$mod@$ver"
+        done
+        go mod edit -require="go.opentelemetry.io/collector/otelcol@$OTELCOL_CORE_VERSION" \
+                    -require="go.opentelemetry.io/collector/service@$OTELCOL_CORE_VERSION"
+        log "otelcol: go build (downloads modules and compiles; this is the slow part)"
+        go build -mod=mod -trimpath -ldflags "-s -w" -o "$out" .
+    ) || { rm -rf "$work"; return 1; }
     rm -rf "$work"
     "$out" --version >/dev/null || return 1
 }
