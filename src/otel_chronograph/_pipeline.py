@@ -7,6 +7,7 @@ A sink is any callable taking a :class:`Lap` (structlog-style: small, composable
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections import deque
@@ -34,7 +35,8 @@ class _Once:
     def __call__(self, key: str, msg: str, *args: object) -> None:
         if key not in self._seen:
             self._seen.add(key)
-            _log.warning(msg, *args, exc_info=True)
+            # Only attach a traceback when called while handling one (not for e.g. eviction notices).
+            _log.warning(msg, *args, exc_info=sys.exc_info()[1] is not None)
 
 
 log_once = _Once()

@@ -1,0 +1,248 @@
+"""Lap completion, grace periods, nested laps, eviction and the span cap (the Assembler alone)."""
+
+from __future__ import annotations
+
+import time
+
+from opentelemetry.trace import SpanKind
+
+from otel_chronograph._assembly import Assembler
+from otel_chronograph._config import LapRule
+from otel_chronograph._rules import compile_lap_rules
+
+from .helpers import mk, root
+
+
+def asm(*, grace_ms: float = 0, max_pending: int = 100, max_spans: int = 100, auto: bool = True,
+        rules: tuple[LapRule, ...] = ()) -> Assembler:
+    evicted: list[int] = []
+    a = Assembler(compile_lap_rules(rules), auto, max_pending, max_spans, grace_ms, on_evict=evicted.append)
+    a.evicted_ids = evicted  # type: ignore[attr-defined]
+    return a
+
+
+def test_lap_completes_when_root_and_all_spans_ended() -> None:
+    a = asm()
+    r, c1, c2 = root(0, 100), mk("c1", 1, 0x7F8A9B0C1D2E3F40, 10, 20), mk("c2", 2, 1, 12, 15)
+    for s in (r, c1, c2):
+        a.start(s)
+    assert a.pending_count() == 1
+    assert a.end(c2) == (False, [])
+    assert a.end(c1) == (False, [])
+    held, done = a.end(r)
+    assert held is True
+    assert len(done) == 1
+    assert done[0].root is r
+    assert {s.name for s in done[0].spans} == {"c1", "c2"}
+    assert (done[0].truncated, done[0].late) == (False, 0)
+    assert a.pending_count() == 0
+
+
+def test_root_ends_first_with_zero_grace_completes_at_once_counting_open_spans_late() -> None:
+    a = asm(grace_ms=0)
+    r, c1, c2 = root(), mk("c1", 1, root().context.span_id, 10, 20), mk("c2", 2, 1, 10, 400)
+    for s in (r, c1, c2):
+        a.start(s)
+    a.end(c1)
+    held, done = a.end(r)
+    assert held and len(done) == 1
+    assert [s.name for s in done[0].spans] == ["c1"]
+    assert (done[0].late, done[0].truncated) == (1, True)
+    assert a.stats.late_spans == 1
+    # The late span ending afterwards belongs to nothing: not held, completes nothing.
+    assert a.end(c2) == (False, [])
+    assert a.pending_count() == 0
+
+
+def test_grace_waits_for_open_spans() -> None:
+    a = asm(grace_ms=60_000)
+    r = root()
+    c = mk("c", 1, r.context.span_id, 10, 500)
+    a.start(r)
+    a.start(c)
+    held, done = a.end(r)
+    assert held and done == []
+    assert a.has_waiting()
+    assert a.next_deadline_ns() is not None
+    held, done = a.end(c)
+    assert held is False and len(done) == 1
+    assert [s.name for s in done[0].spans] == ["c"]
+    assert (done[0].late, done[0].truncated) == (0, False)
+    assert not a.has_waiting()
+    assert a.expire(everything=True) == []
+
+
+def test_grace_expires_and_forces_the_lap() -> None:
+    a = asm(grace_ms=5)
+    r = root()
+    c = mk("c", 1, r.context.span_id, 10, 500)
+    a.start(r)
+    a.start(c)
+    t_end = time.monotonic_ns()
+    assert a.end(r) == (True, [])
+    assert a.expire(now_ns=t_end) == []  # before the deadline: still waiting
+    deadline = a.next_deadline_ns()
+    assert deadline is not None and deadline >= t_end + 5_000_000
+    done = a.expire(now_ns=deadline)
+    assert len(done) == 1 and done[0].late == 1 and done[0].truncated
+    assert a.stats.forced == 1
+    assert a.end(c) == (False, [])
+
+
+def test_expire_everything_completes_all_waiting() -> None:
+    a = asm(grace_ms=60_000)
+    roots = [root(span_id=100 + i) for i in range(3)]
+    for i, r in enumerate(roots):
+        a.start(r)
+        a.start(mk("c", 200 + i, r.context.span_id, 1, 2))
+        a.end(r)
+    assert len(a.expire(everything=True)) == 3
+    assert a.pending_count() == 0
+
+
+def test_nested_lap_completes_alone_and_belongs_to_the_outer_lap() -> None:
+    a = asm()
+    outer = root(0, 100, command="outer", span_id=10)
+    inner = mk("inner", 20, 10, 10, 50, attributes={"chronograph.lap": True})
+    leaf = mk("leaf", 30, 20, 15, 25)
+    for s in (outer, inner, leaf):
+        a.start(s)
+    assert a.pending_count() == 2
+    a.end(leaf)
+    held, done = a.end(inner)
+    assert held and [c.root.name for c in done] == ["inner"]
+    assert [s.name for s in done[0].spans] == ["leaf"]
+    held, done = a.end(outer)
+    assert held and [c.root.name for c in done] == ["outer"]
+    assert sorted(s.name for s in done[0].spans) == ["inner", "leaf"]
+    assert a.pending_count() == 0
+
+
+def test_outer_lap_waits_for_nested_lap_under_grace() -> None:
+    a = asm(grace_ms=60_000)
+    outer = root(0, 100, span_id=10)
+    inner = mk("inner", 20, 10, 10, 150, attributes={"chronograph.lap": True})
+    a.start(outer)
+    a.start(inner)
+    assert a.end(outer) == (True, [])
+    held, done = a.end(inner)
+    assert held
+    # the nested lap completes, then the outer one it was holding open
+    assert [c.root.context.span_id for c in done] == [20, 10]
+    assert [s.name for s in done[1].spans] == ["inner"]
+
+
+def test_spans_outside_any_lap_are_ignored() -> None:
+    a = asm()
+    s = mk("free", 5, None, 0, 1)  # INTERNAL root, no rule: not a lap
+    a.start(s)
+    assert a.pending_count() == 0
+    assert a.end(s) == (False, [])
+
+
+def test_auto_laps_are_local_server_and_consumer_roots() -> None:
+    a = asm()
+    server = mk("GET /", 1, None, 0, 1, kind=SpanKind.SERVER)
+    consumer = mk("queue", 2, None, 0, 1, kind=SpanKind.CONSUMER)
+    client = mk("GET out", 3, None, 0, 1, kind=SpanKind.CLIENT)
+    assert a.is_lap_root(server.name, server.kind, server.attributes, server.parent)[0]
+    assert a.is_lap_root(consumer.name, consumer.kind, consumer.attributes, consumer.parent)[0]
+    assert not a.is_lap_root(client.name, client.kind, client.attributes, client.parent)[0]
+    remote = mk("GET /", 4, None, 0, 1, kind=SpanKind.SERVER)
+    from .helpers import ctx
+
+    assert a.is_lap_root(remote.name, SpanKind.SERVER, {}, ctx(99, remote=True))[0]
+    assert not a.is_lap_root(remote.name, SpanKind.SERVER, {}, ctx(99, remote=False))[0]
+    off = asm(auto=False)
+    assert not off.is_lap_root(server.name, server.kind, server.attributes, server.parent)[0]
+    assert off.is_lap_root("x", SpanKind.INTERNAL, {"chronograph.lap": True}, None)[0]
+
+
+def test_server_span_under_a_local_lap_is_part_of_it_not_a_new_lap() -> None:
+    a = asm()
+    r = root(span_id=1)
+    srv = mk("GET /inner", 2, 1, 1, 2, kind=SpanKind.SERVER)
+    a.start(r)
+    a.start(srv)
+    assert a.pending_count() == 1
+    a.end(srv)
+    _, done = a.end(r)
+    assert [s.name for s in done[0].spans] == ["GET /inner"]
+
+
+def test_lap_rules_mark_laps_and_give_commands() -> None:
+    rules = (LapRule(name="job *", command="batch job"), LapRule(attribute="tool.name"))
+    a = asm(rules=rules)
+    assert a.is_lap_root("job nightly", SpanKind.INTERNAL, {}, None) == (True, "batch job")
+    assert a.is_lap_root("call", SpanKind.INTERNAL, {"tool.name": "grep"}, None) == (True, None)
+    assert a.is_lap_root("call", SpanKind.INTERNAL, {}, None) == (False, None)
+    s = mk("job nightly", 1, None, 0, 1)
+    a.start(s)
+    _, done = a.end(s)
+    assert done[0].command == "batch job"
+
+
+def test_eviction_of_the_oldest_unfinished_lap() -> None:
+    a = asm(max_pending=2)
+    roots = [root(span_id=100 + i) for i in range(4)]
+    kids = [mk("k", 200 + i, 100 + i, 1, 2) for i in range(4)]
+    for r, k in zip(roots, kids, strict=False):
+        a.start(r)
+        a.start(k)
+    assert a.pending_count() == 2
+    assert a.stats.evicted == 2
+    assert a.evicted_ids == [100, 101]  # type: ignore[attr-defined]
+    # An evicted lap's children are forgotten; its root ending still yields a truncated lap.
+    assert a.end(kids[0]) == (False, [])
+    held, done = a.end(roots[0])
+    assert held and len(done) == 1
+    assert done[0].truncated and done[0].spans == [] and done[0].root is roots[0]
+    # ... exactly once
+    assert a.end(roots[0]) == (False, [])
+    # The survivors complete normally.
+    for r, k in zip(roots[2:], kids[2:], strict=False):
+        a.end(k)
+        held, done = a.end(r)
+        assert held and len(done) == 1 and not done[0].truncated and len(done[0].spans) == 1
+
+
+def test_eviction_skips_laps_whose_root_already_ended() -> None:
+    a = asm(max_pending=1, grace_ms=60_000)
+    first = root(span_id=1)
+    a.start(first)
+    a.start(mk("open", 2, 1, 0, 1))
+    a.end(first)  # waiting for its open span: not evictable by age
+    second = root(span_id=3)
+    a.start(second)
+    assert a.stats.evicted == 1
+    assert a.evicted_ids == [3]  # type: ignore[attr-defined]
+    assert len(a.expire(everything=True)) == 1
+
+
+def test_span_cap_drops_and_counts() -> None:
+    a = asm(max_spans=3)
+    r = root(span_id=1)
+    a.start(r)
+    kids = [mk(f"k{i}", 10 + i, 1, i, i + 1) for i in range(10)]
+    for k in kids:
+        a.start(k)
+        a.end(k)
+    _, done = a.end(r)
+    assert len(done[0].spans) == 3
+    assert done[0].truncated
+    assert a.stats.dropped_spans == 7
+
+
+def test_span_cap_counts_spans_dropped_at_start() -> None:
+    a = asm(max_spans=2)
+    r = root(span_id=1)
+    a.start(r)
+    kids = [mk(f"k{i}", 10 + i, 1, i, i + 1) for i in range(5)]
+    for k in kids:
+        a.start(k)  # all open at once
+    for k in kids:
+        a.end(k)
+    _, done = a.end(r)
+    assert len(done[0].spans) == 2
+    assert a.stats.dropped_spans == 3
+    assert done[0].truncated

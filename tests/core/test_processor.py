@@ -1,0 +1,345 @@
+"""The processor in front of the exporters: annotation, forwarding, limits, failures, grace periods."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanKind
+
+from otel_chronograph import Lap
+
+from .conftest import Harness
+from .helpers import MS, T0, wait_for
+
+Make = Callable[..., Harness]
+
+
+def start(h: Harness, name: str, at_ms: float, parent: Any = None, **kw: Any) -> Any:
+    context = trace.set_span_in_context(parent) if parent is not None else None
+    return h.tracer.start_span(name, context=context, start_time=T0 + round(at_ms * MS), **kw)
+
+
+def end(span: Any, at_ms: float) -> None:
+    span.end(end_time=T0 + round(at_ms * MS))
+
+
+def by_name(spans: list[ReadableSpan], name: str) -> list[ReadableSpan]:
+    return [s for s in spans if s.name == name]
+
+
+def test_root_reaches_the_exporter_annotated_and_other_spans_unchanged(make_harness: Make) -> None:
+    h = make_harness({"billing": {"rates": {"faf score": "0.001"}}})
+    r = start(h, "faf score", 0, attributes={"chronograph.lap": True, "chronograph.command": "faf score",
+                                            "chronograph.tier": "pro", "app.key": "v"})
+    s1 = start(h, "init", 0, r, attributes={"chronograph.sector": "init"})
+    end(s1, 45)
+    s2 = start(h, "load", 45, r, attributes={"chronograph.sector": "load"})
+    q = start(h, "SELECT", 50, s2)
+    end(q, 60)
+    end(s2, 165)
+    end(r, 200)
+    exported = h.exported()
+    assert [s.name for s in exported] == ["init", "SELECT", "load", "faf score"]
+    (root,) = by_name(exported, "faf score")
+    a = root.attributes
+    assert a["app.key"] == "v"  # the app's own attributes kept
+    assert a["chronograph.lap_ms"] == 200.0
+    assert a["chronograph.other_ms"] == 35.0
+    assert a["chronograph.status"] == "YELLOW"
+    assert a["chronograph.cost"] == "0.001"
+    assert a["chronograph.request_id"] == "req_" + format(r.get_span_context().span_id, "016x")
+    assert a["chronograph.sector.init.ms"] == 45.0
+    assert a["chronograph.sector.load.ms"] == 120.0
+    assert root.context == r.get_span_context()
+    assert (root.start_time, root.end_time) == (T0, T0 + 200 * MS)
+    assert root.parent is None and root.kind == SpanKind.INTERNAL
+    for name in ("init", "SELECT", "load"):
+        (s,) = by_name(exported, name)
+        assert not any(k.startswith("chronograph.") and k != "chronograph.sector" for k in s.attributes)
+    assert h.processor.stats["laps_derived"] == 1
+    assert len(h.laps) == 1
+
+
+def test_spans_outside_laps_pass_through_unchanged(harness: Harness) -> None:
+    s = start(harness, "background", 0)
+    c = start(harness, "child", 1, s)
+    end(c, 2)
+    end(s, 3)
+    assert [x.name for x in harness.exported()] == ["child", "background"]
+    assert harness.annotated() == []
+    assert harness.laps == []
+    assert harness.processor.pending_laps() == 0
+
+
+def test_auto_lap_server_root_with_http_route(harness: Harness) -> None:
+    srv = start(harness, "GET /items/{id}", 0, kind=SpanKind.SERVER,
+                attributes={"http.route": "/items/{id}", "http.request.method": "GET"})
+    cli = start(harness, "GET", 5, srv, kind=SpanKind.CLIENT)
+    end(cli, 10)
+    end(srv, 20)
+    (root,) = harness.annotated()
+    assert root.attributes["chronograph.command"] == "GET /items/{id}"
+    assert root.attributes["chronograph.lap"] is True
+    assert harness.laps[0].command == "GET /items/{id}"
+
+
+def test_server_span_with_remote_parent_is_a_lap_and_local_child_server_is_not(harness: Harness) -> None:
+    remote = trace.NonRecordingSpan(trace.SpanContext(
+        0xABC, 0xDEF, is_remote=True, trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED)))
+    srv = start(harness, "consume", 0, remote, kind=SpanKind.CONSUMER)
+    inner = start(harness, "inner server", 1, srv, kind=SpanKind.SERVER)
+    end(inner, 2)
+    end(srv, 3)
+    assert [s.name for s in harness.annotated()] == ["consume"]
+    assert harness.laps[0].trace_id == format(0xABC, "032x")
+
+
+def test_auto_server_roots_can_be_switched_off(make_harness: Make) -> None:
+    h = make_harness({"laps": {"auto_server_roots": False}})
+    end(start(h, "GET /", 0, kind=SpanKind.SERVER), 1)
+    assert h.annotated() == [] and h.laps == []
+
+
+def test_lap_rules_are_evaluated_at_span_start(make_harness: Make) -> None:
+    h = make_harness({"laps": {"match": [{"attribute": "tool.name", "command": "tool call"}]}})
+    a = start(h, "call a", 0, attributes={"tool.name": "grep"})
+    end(a, 10)
+    b = start(h, "call b", 0)
+    b.set_attribute("tool.name", "grep")  # too late: rules see only start attributes
+    end(b, 10)
+    assert [s.name for s in h.annotated()] == ["call a"]
+    assert h.laps[0].command == "tool call"
+
+
+def test_sector_rules_map_auto_instrumented_spans(make_harness: Make) -> None:
+    h = make_harness({"sectors": {"rules": [{"name": "storage", "match": {"attribute": "db.system"}},
+                                            {"name": "backend", "match": {"kind": "CLIENT"}}]}})
+    srv = start(h, "GET /", 0, kind=SpanKind.SERVER)
+    end(start(h, "SELECT", 10, srv, kind=SpanKind.CLIENT, attributes={"db.system": "sqlite"}), 30)
+    end(start(h, "GET peer", 30, srv, kind=SpanKind.CLIENT), 70)
+    end(srv, 100)
+    (root,) = h.annotated()
+    assert root.attributes["chronograph.sector.storage.ms"] == 20.0
+    assert root.attributes["chronograph.sector.backend.ms"] == 40.0
+    assert list(h.laps[0].sectors) == ["storage", "backend"]
+
+
+def test_error_lap_via_api(harness: Harness) -> None:
+    with pytest.raises(RuntimeError, match="boom"), harness.lap("explode") as handle:
+        raise RuntimeError("boom")
+    lap = handle.telemetry
+    assert lap is not None and lap.error is True and lap.status == "RED"
+    assert lap.error_message and "boom" in lap.error_message
+    (root,) = harness.annotated()
+    assert root.attributes["chronograph.error"] is True
+    assert root.attributes["chronograph.status"] == "RED"
+
+
+def test_late_spans_with_zero_grace(harness: Harness) -> None:
+    r = start(harness, "lap", 0, attributes={"chronograph.lap": True})
+    late = start(harness, "late", 10, r, attributes={"chronograph.sector": "bg"})
+    end(r, 100)
+    assert len(harness.laps) == 1  # completed at root end
+    assert harness.laps[0].truncated
+    assert harness.laps[0].sectors == {}
+    assert harness.processor.stats["late_spans"] == 1
+    end(late, 200)
+    assert [s.name for s in harness.exported()] == ["lap", "late"]  # the late span still exported
+    assert len(harness.laps) == 1
+
+
+def test_grace_period_waits_for_spans_ending_after_the_root(make_harness: Make) -> None:
+    h = make_harness({"laps": {"grace_ms": 60_000}})
+    r = start(h, "lap", 0, attributes={"chronograph.lap": True})
+    s = start(h, "flush", 50, r, attributes={"chronograph.sector": "flush"})
+    end(r, 100)
+    assert h.laps == [] and h.exported() == []  # root held back while waiting
+    assert h.processor.pending_laps() == 1
+    end(s, 250)  # ends after the root: clipped to the lap window
+    assert len(h.laps) == 1
+    lap = h.laps[0]
+    assert lap.sectors == {"flush": 50.0}
+    assert lap.lap_ms == 100.0 and not lap.truncated
+    assert [x.name for x in h.exported()] == ["flush", "lap"]
+    assert h.processor.stats["forced"] == 0
+
+
+def test_grace_period_expires_in_the_background(make_harness: Make) -> None:
+    h = make_harness({"laps": {"grace_ms": 20}})
+    r = start(h, "lap", 0, attributes={"chronograph.lap": True})
+    open_span = start(h, "never ends in time", 1, r)
+    end(r, 100)
+    assert h.laps == []
+    wait_for(lambda: h.laps, 5.0, "the sweeper to force the lap")
+    assert h.laps[0].truncated
+    assert h.processor.stats["forced"] == 1
+    assert h.processor.stats["late_spans"] == 1
+    assert len(h.annotated()) == 1
+    end(open_span, 500)
+    assert len(h.laps) == 1
+    assert len(h.exported()) == 2
+
+
+def test_shutdown_completes_laps_still_in_their_grace_period(make_harness: Make) -> None:
+    h = make_harness({"laps": {"grace_ms": 600_000}})
+    r = start(h, "lap", 0, attributes={"chronograph.lap": True})
+    start(h, "open", 1, r)
+    end(r, 10)
+    assert h.laps == []
+    h.processor.shutdown()
+    assert len(h.laps) == 1
+    assert len(h.exporter.get_finished_spans()) == 1
+
+
+def test_eviction_at_max_pending_is_counted_and_the_root_still_yields_a_lap(make_harness: Make) -> None:
+    h = make_harness({"laps": {"max_pending_traces": 3}})
+    roots = [start(h, f"lap{i}", i, attributes={"chronograph.lap": True}) for i in range(5)]
+    kids = [start(h, "k", i + 1, r, attributes={"chronograph.sector": "k"}) for i, r in enumerate(roots)]
+    assert h.processor.stats["evicted"] == 2
+    assert h.processor.pending_laps() == 3
+    for k in kids:
+        end(k, 50)
+    for r in roots:
+        end(r, 100)
+    assert len(h.laps) == 5  # every lap derived, evicted ones truncated
+    by = {lap.command: lap for lap in h.laps}
+    assert by["lap0"].truncated and by["lap1"].truncated
+    assert by["lap0"].sectors == {}
+    assert not by["lap4"].truncated and by["lap4"].sectors == {"k": 45.0}
+    assert len(h.annotated()) == 5
+    assert len(h.exported()) == 10  # nothing lost on the way to the exporter
+    points = h.metrics()["chronograph.evicted_traces"]
+    assert [p.value for p in points] == [2]
+
+
+def test_span_cap_per_trace(make_harness: Make) -> None:
+    h = make_harness({"laps": {"max_spans_per_trace": 5}})
+    r = start(h, "lap", 0, attributes={"chronograph.lap": True})
+    for i in range(12):
+        end(start(h, f"c{i}", i, r, attributes={"chronograph.sector": "c"}), i + 1)
+    end(r, 100)
+    lap = h.laps[0]
+    assert lap.truncated and lap.span_count == 6
+    assert lap.sectors == {"c": 5.0}
+    assert h.processor.stats["dropped_spans"] == 7
+    assert len(h.exported()) == 13
+
+
+def test_failing_sink_never_reaches_the_app(harness: Harness) -> None:
+    def broken(lap: Lap) -> None:
+        raise RuntimeError("sink down")
+
+    harness.processor.add_sink(broken, deferred=False)
+    harness.processor.add_sink(broken, deferred=True)
+    with harness.lap("cmd") as handle, harness.sector("s"):
+        pass
+    assert handle.telemetry is not None
+    assert len(harness.annotated()) == 1
+    harness.processor.force_flush()
+    assert harness.processor.stats["failures"] == 2
+    with harness.lap("cmd"):
+        pass
+    assert len(harness.annotated()) == 2
+
+
+def test_failing_derivation_exports_the_root_unannotated(harness: Harness, monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    def broken(*a: Any, **k: Any) -> Any:
+        raise ValueError("broken rule")
+
+    monkeypatch.setattr(harness.processor._deriver, "sector_of", broken)
+    with harness.lap("cmd") as handle, harness.sector("s"):
+        pass
+    assert handle.telemetry is None
+    assert [s.name for s in harness.exported()] == ["s", "cmd"]
+    assert harness.annotated() == []
+    assert harness.processor.stats["failures"] == 1
+
+
+def test_failing_lap_rule_at_start_exports_the_span_unchanged(make_harness: Make,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    h = make_harness()
+
+    def broken(*a: Any, **k: Any) -> Any:
+        raise KeyError("rule")
+
+    monkeypatch.setattr(h.processor._assembler, "_decide", broken)
+    s = start(h, "plain", 0)
+    end(s, 1)
+    assert [x.name for x in h.exported()] == ["plain"]
+    assert h.processor.stats["failures"] == 1
+
+
+def test_failing_assembly_at_end_exports_the_span(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*a: Any, **k: Any) -> Any:
+        raise RuntimeError("assembly")
+
+    monkeypatch.setattr(harness.processor._assembler, "end", broken)
+    with harness.lap("cmd"):
+        pass
+    assert [x.name for x in harness.exported()] == ["cmd"]
+    assert harness.processor.stats["failures"] == 1
+
+
+def test_disabled_processor_forwards_everything_unchanged(make_harness: Make) -> None:
+    h = make_harness({"enabled": False})
+    with h.lap("cmd") as handle, h.sector("s"):
+        pass
+    assert handle.telemetry is None
+    assert [s.name for s in h.exported()] == ["s", "cmd"]
+    assert h.annotated() == []
+    assert "chronograph.lap.duration" not in h.metrics()
+
+
+def test_metrics_recorded(make_harness: Make) -> None:
+    h = make_harness({"billing": {"rates": {"faf score": "0.001"}}})
+    for tier in ("pro", "pro", "enterprise"):
+        r = start(h, "faf score", 0, attributes={"chronograph.lap": True, "chronograph.command": "faf score",
+                                                "chronograph.tier": tier})
+        end(start(h, "init", 0, r, attributes={"chronograph.sector": "init"}), 20)
+        end(r, 150)
+    m = h.metrics()
+    assert sorted(tuple(sorted(p.attributes.items())) for p in m["chronograph.lap.duration"]) == [
+        (("chronograph.command", "faf score"), ("chronograph.status", "YELLOW"), ("chronograph.tier", t))
+        for t in ("enterprise", "pro")]
+    lap_points = {p.attributes["chronograph.tier"]: p for p in m["chronograph.lap.duration"]}
+    assert lap_points["pro"].count == 2 and lap_points["pro"].sum == 300.0
+    assert lap_points["enterprise"].count == 1
+    (sector_point,) = m["chronograph.sector.duration"]
+    assert dict(sector_point.attributes) == {"chronograph.command": "faf score", "chronograph.sector": "init"}
+    assert sector_point.count == 3 and sector_point.sum == 60.0
+    cost = {p.attributes["chronograph.tier"]: p.value for p in m["chronograph.cost"]}
+    assert cost == {"pro": float(Decimal("0.002")), "enterprise": float(Decimal("0.002"))}
+    assert [p.value for p in m["chronograph.laps"]] == [3]
+    assert [p.value for p in m["chronograph.pending_traces"]] == [0]
+
+
+def test_force_flush_and_shutdown_reach_the_wrapped_processors(harness: Harness) -> None:
+    calls: list[str] = []
+
+    class Probe:
+        def on_start(self, span: Any, parent_context: Any = None) -> None:
+            calls.append("start")
+
+        def on_end(self, span: Any) -> None:
+            calls.append("end")
+
+        def force_flush(self, timeout_millis: int = 30000) -> bool:
+            calls.append("flush")
+            return True
+
+        def shutdown(self) -> None:
+            calls.append("shutdown")
+
+    harness.processor.add_span_processor(Probe())  # type: ignore[arg-type]
+    with harness.lap("x"):
+        pass
+    assert harness.processor.force_flush() is True
+    harness.processor.shutdown()
+    harness.processor.shutdown()  # idempotent
+    assert calls == ["start", "end", "flush", "shutdown"]
