@@ -1,0 +1,308 @@
+"""The durable usage outbox: one SQLite file (WAL) shared by every process that bills into it.
+
+Each completed lap becomes one row keyed by its ``request_id`` (Stripe's meter event ``identifier``),
+committed on the lap's path before ``lap.telemetry`` is handed back. Rows move
+
+    pending --(delivered / Stripe says "already exists")--> delivered   (kept as a ledger, with retention)
+    pending --(permanent error, or too many attempts)-----> dead        (with the reason)
+    (zero value with ``value: cost_micros``) ------------> skipped     (nothing to bill; counted in reports)
+
+Senders *claim* due pending rows with a lease (owner + expiry) in one ``BEGIN IMMEDIATE`` transaction,
+so several processes sharing the file never hold the same row at once; a crashed owner's lease simply
+expires. Delivery is at-least-once towards Stripe and idempotent there (same identifier), which together
+with the commit-before-telemetry rule gives exactly-once billing.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Outbox", "OutboxRow", "OutboxStatus", "UsageRecord", "now_ms"]
+
+PENDING, DELIVERED, DEAD, SKIPPED = "pending", "delivered", "dead", "skipped"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS usage (
+    identifier      TEXT PRIMARY KEY,
+    event_name      TEXT NOT NULL,
+    customer        TEXT,
+    value           INTEGER NOT NULL,
+    ts_ms           INTEGER NOT NULL,
+    command         TEXT NOT NULL,
+    tier            TEXT NOT NULL,
+    cost            TEXT NOT NULL,
+    lap_ms          REAL NOT NULL,
+    score           REAL,
+    state           TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+    lease_owner     TEXT,
+    lease_until_ms  INTEGER NOT NULL DEFAULT 0,
+    last_error      TEXT,
+    created_ms      INTEGER NOT NULL,
+    done_ms         INTEGER
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS usage_due ON usage (state, next_attempt_ms);
+CREATE INDEX IF NOT EXISTS usage_ts ON usage (ts_ms);
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT, at_ms INTEGER) WITHOUT ROWID;
+"""
+
+_INSERT = ("INSERT OR IGNORE INTO usage (identifier, event_name, customer, value, ts_ms, command, tier, cost,"
+           " lap_ms, score, state, last_error, created_ms, done_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """What the sink writes for one lap."""
+
+    identifier: str
+    event_name: str
+    customer: str | None
+    value: int
+    ts_ms: int
+    command: str
+    tier: str
+    cost: Decimal
+    lap_ms: float
+    score: float | None
+    state: str = PENDING
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """A claimed pending row, as the sender sees it."""
+
+    identifier: str
+    event_name: str
+    customer: str | None
+    value: int
+    ts_ms: int
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStatus:
+    pending: int
+    due: int
+    delivered: int
+    dead: int
+    skipped: int
+    oldest_pending_age_s: float | None
+    last_error: str | None
+    last_error_ms: int | None
+    dead_reasons: dict[str, int]
+
+
+class Outbox:
+    """Thread-safe access to the outbox file: one persistent connection per thread."""
+
+    def __init__(self, path: str | os.PathLike[str], synchronous: str = "normal",
+                 busy_timeout_ms: int = 10_000) -> None:
+        self.path = str(path)
+        self._synchronous = "FULL" if synchronous.lower() == "full" else "NORMAL"
+        self._busy_ms = busy_timeout_ms
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        parent = Path(self.path).parent
+        parent.mkdir(parents=True, exist_ok=True)
+        self._conn().executescript(_SCHEMA)
+
+    # -- connections -------------------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=self._busy_ms / 1000, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise sqlite3.OperationalError(f"{self.path}: cannot switch the outbox to WAL (got {mode})")
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            self._local.conn = conn
+            with self._all_lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._all_lock:
+            conns, self._all = self._all, []
+        for c in conns:
+            with suppress(sqlite3.Error):
+                c.close()
+        self._local = threading.local()
+
+    # -- the lap's path ----------------------------------------------------------------------------
+
+    def add(self, rec: UsageRecord) -> bool:
+        """Commit one usage row (autocommit: a single INSERT is its own transaction). False if known."""
+        now = now_ms()
+        cur = self._conn().execute(_INSERT, (
+            rec.identifier, rec.event_name, rec.customer, rec.value, rec.ts_ms, rec.command, rec.tier,
+            format(rec.cost, "f"), rec.lap_ms, rec.score, rec.state, rec.reason, now,
+            None if rec.state == PENDING else now))
+        return cur.rowcount == 1
+
+    # -- the sender --------------------------------------------------------------------------------
+
+    def claim(self, owner: str, limit: int, lease_s: float, now: int | None = None,
+              retries_only: bool = False) -> list[OutboxRow]:
+        """Lease up to ``limit`` due pending rows to ``owner`` (oldest first)."""
+        t = now_ms() if now is None else now
+        conn = self._conn()
+        extra = " AND attempts>0" if retries_only else ""
+        with self._write(conn):
+            rows = conn.execute(
+                "SELECT identifier, event_name, customer, value, ts_ms, attempts FROM usage"
+                " WHERE state='pending' AND next_attempt_ms<=? AND lease_until_ms<=?" + extra +
+                " ORDER BY next_attempt_ms, created_ms LIMIT ?", (t, t, limit)).fetchall()
+            if rows:
+                until = t + int(lease_s * 1000)
+                conn.executemany("UPDATE usage SET lease_owner=?, lease_until_ms=? WHERE identifier=?",
+                                 [(owner, until, r[0]) for r in rows])
+        return [OutboxRow(*r) for r in rows]
+
+    def mark_delivered(self, identifiers: Sequence[str]) -> int:
+        """Delivered is final, whoever held the lease (Stripe dedups by identifier)."""
+        if not identifiers:
+            return 0
+        t = now_ms()
+        conn = self._conn()
+        with self._write(conn):
+            cur = conn.executemany(
+                "UPDATE usage SET state='delivered', done_ms=?, lease_owner=NULL, lease_until_ms=0,"
+                " attempts=attempts+1 WHERE identifier=? AND state='pending'",
+                [(t, i) for i in identifiers])
+        return cur.rowcount
+
+    def mark_retry(self, items: Iterable[tuple[str, int, str]], owner: str) -> None:
+        """(identifier, next_attempt_ms, error): back to pending with a backoff; lease released."""
+        conn = self._conn()
+        with self._write(conn):
+            conn.executemany(
+                "UPDATE usage SET attempts=attempts+1, next_attempt_ms=?, last_error=?, lease_owner=NULL,"
+                " lease_until_ms=0 WHERE identifier=? AND state='pending' AND lease_owner=?",
+                [(nxt, err, ident, owner) for ident, nxt, err in items])
+
+    def mark_dead(self, items: Iterable[tuple[str, str]]) -> None:
+        """(identifier, reason): dead-letter, visible in ``billing status``."""
+        t = now_ms()
+        conn = self._conn()
+        with self._write(conn):
+            conn.executemany(
+                "UPDATE usage SET state='dead', attempts=attempts+1, last_error=?, done_ms=?,"
+                " lease_owner=NULL, lease_until_ms=0 WHERE identifier=? AND state='pending'",
+                [(reason, t, ident) for ident, reason in items])
+
+    def release(self, owner: str) -> None:
+        """Give up this owner's leases (clean shutdown) so the next start picks them up at once."""
+        conn = self._conn()
+        with self._write(conn):
+            conn.execute("UPDATE usage SET lease_owner=NULL, lease_until_ms=0 WHERE lease_owner=?"
+                         " AND state='pending'", (owner,))
+
+    def set_last_error(self, message: str) -> None:
+        conn = self._conn()
+        with self._write(conn):
+            conn.execute("INSERT OR REPLACE INTO kv (key, value, at_ms) VALUES ('last_error', ?, ?)",
+                         (message, now_ms()))
+
+    def retry_dead(self, reason_like: str | None = None) -> int:
+        conn = self._conn()
+        with self._write(conn):
+            sql = ("UPDATE usage SET state='pending', attempts=0, next_attempt_ms=0, done_ms=NULL,"
+                   " lease_owner=NULL, lease_until_ms=0 WHERE state='dead'")
+            args: tuple[Any, ...] = ()
+            if reason_like:
+                sql += " AND last_error LIKE ?"
+                args = (f"%{reason_like}%",)
+            return conn.execute(sql, args).rowcount
+
+    def purge_delivered(self, older_than_days: float) -> int:
+        cutoff = now_ms() - int(older_than_days * 86_400_000)
+        conn = self._conn()
+        with self._write(conn):
+            return conn.execute("DELETE FROM usage WHERE state IN ('delivered','skipped') AND done_ms<?",
+                                (cutoff,)).rowcount
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def depth(self) -> int:
+        return int(self._conn().execute("SELECT COUNT(*) FROM usage WHERE state='pending'").fetchone()[0])
+
+    def due_count(self, now: int | None = None) -> int:
+        t = now_ms() if now is None else now
+        return int(self._conn().execute(
+            "SELECT COUNT(*) FROM usage WHERE state='pending' AND next_attempt_ms<=?", (t,)).fetchone()[0])
+
+    def oldest_pending_age_s(self) -> float:
+        row = self._conn().execute("SELECT MIN(created_ms) FROM usage WHERE state='pending'").fetchone()
+        return 0.0 if row[0] is None else max(now_ms() - int(row[0]), 0) / 1000
+
+    def status(self) -> OutboxStatus:
+        conn = self._conn()
+        counts = dict(conn.execute("SELECT state, COUNT(*) FROM usage GROUP BY state").fetchall())
+        oldest = conn.execute("SELECT MIN(created_ms) FROM usage WHERE state='pending'").fetchone()[0]
+        err = conn.execute("SELECT value, at_ms FROM kv WHERE key='last_error'").fetchone()
+        reasons = dict(conn.execute(
+            "SELECT COALESCE(last_error, '?'), COUNT(*) FROM usage WHERE state='dead' GROUP BY 1"
+            " ORDER BY 2 DESC").fetchall())
+        return OutboxStatus(
+            pending=counts.get(PENDING, 0), due=self.due_count(), delivered=counts.get(DELIVERED, 0),
+            dead=counts.get(DEAD, 0), skipped=counts.get(SKIPPED, 0),
+            oldest_pending_age_s=None if oldest is None else max(now_ms() - int(oldest), 0) / 1000,
+            last_error=None if err is None else err[0], last_error_ms=None if err is None else err[1],
+            dead_reasons=reasons)
+
+    def state_of(self, identifier: str) -> tuple[str, int, str | None] | None:
+        row = self._conn().execute("SELECT state, attempts, last_error FROM usage WHERE identifier=?",
+                                   (identifier,)).fetchone()
+        return None if row is None else (row[0], row[1], row[2])
+
+    def identifiers(self, state: str | None = None) -> set[str]:
+        if state is None:
+            rows = self._conn().execute("SELECT identifier FROM usage").fetchall()
+        else:
+            rows = self._conn().execute("SELECT identifier FROM usage WHERE state=?", (state,)).fetchall()
+        return {r[0] for r in rows}
+
+    def ledger(self, from_ms: int | None, to_ms: int | None, customer: str | None
+               ) -> list[tuple[Any, ...]]:
+        """(customer, command, tier, state, cost, value, score, ts_ms) rows in the window."""
+        sql = "SELECT customer, command, tier, state, cost, value, score, ts_ms FROM usage WHERE 1=1"
+        args: list[Any] = []
+        if from_ms is not None:
+            sql += " AND ts_ms>=?"
+            args.append(from_ms)
+        if to_ms is not None:
+            sql += " AND ts_ms<?"
+            args.append(to_ms)
+        if customer is not None:
+            sql += " AND customer=?"
+            args.append(customer)
+        return list(self._conn().execute(sql + " ORDER BY ts_ms", args).fetchall())

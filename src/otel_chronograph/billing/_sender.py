@@ -1,0 +1,417 @@
+"""Delivery of outbox rows to Stripe meter events with the official SDK (``StripeClient``).
+
+v1: ``POST /v1/billing/meter_events`` (form-encoded), one event per request, ``identifier`` = request id;
+at most one request in flight per customer and meter (rows are grouped so, one group per worker).
+v2: ``POST /v2/billing/meter_event_session`` for a 15-minute token, then
+``POST /v2/billing/meter_event_stream`` with up to 100 events per request; the token is refreshed a minute
+before it runs out and whenever Stripe answers that it has expired.
+
+Outcomes: success or Stripe's "already exists with identifier" → delivered; 429, 5xx, timeouts,
+connection errors, authentication problems → retried with exponential backoff and jitter; other 4xx
+(unknown customer, bad value, timestamp older than 35 days) → dead-letter with Stripe's message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+import stripe
+
+from .._config import MeterConfig
+from ._outbox import Outbox, OutboxRow, now_ms
+
+__all__ = ["MAX_AGE_MS", "Outcome", "Sender", "StripeTransport", "Transport", "classify"]
+
+_log = logging.getLogger("otel_chronograph.billing")
+
+MAX_AGE_MS = 35 * 86_400_000  # Stripe accepts meter events from the past 35 days
+FUTURE_MS = 5 * 60_000  # ... and up to 5 minutes in the future
+_SESSION_MARGIN_S = 60.0  # refresh the v2 token this long before it expires
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one row: ``delivered``, ``retry`` or ``dead`` (with the reason)."""
+
+    kind: str
+    error: str | None = None
+
+
+DELIVERED = Outcome("delivered")
+
+
+def _err_text(exc: BaseException) -> str:
+    if isinstance(exc, stripe.StripeError):
+        status = exc.http_status
+        msg = exc.user_message or str(exc) or type(exc).__name__
+        code = f" {exc.code}" if exc.code else ""
+        return f"{type(exc).__name__}{' HTTP ' + str(status) if status else ''}{code}: {msg}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _is_duplicate(exc: stripe.StripeError) -> bool:
+    text = (exc.user_message or str(exc) or "").lower()
+    return exc.code == "resource_already_exists" or ("already exists" in text and "identifier" in text)
+
+
+def classify(exc: BaseException) -> Outcome:
+    """Map an SDK exception to an outcome (see the module docstring)."""
+    if isinstance(exc, stripe.InvalidRequestError):
+        if _is_duplicate(exc):
+            return DELIVERED
+        status = exc.http_status or 400
+        if status in (408, 409, 429) or status >= 500:
+            return Outcome("retry", _err_text(exc))
+        return Outcome("dead", _err_text(exc))
+    if isinstance(exc, stripe.TemporarySessionExpiredError):
+        return Outcome("retry", _err_text(exc))
+    if isinstance(exc, stripe.StripeError):
+        # RateLimitError, APIError (5xx), APIConnectionError (timeouts, drops), Authentication/Permission
+        # (a wrong key is a configuration problem: keep the usage and keep trying, loudly).
+        return Outcome("retry", _err_text(exc))
+    return Outcome("retry", _err_text(exc))
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + \
+        f"{ms % 1000:03d}Z"
+
+
+class Transport(Protocol):
+    def send_v1(self, row: OutboxRow) -> Outcome: ...
+
+    def send_v2(self, rows: Sequence[OutboxRow]) -> list[Outcome]: ...
+
+    def close(self) -> None: ...
+
+
+class StripeTransport:
+    """The official SDK pointed at ``api_base``/``meter_events_base`` (default: Stripe itself)."""
+
+    def __init__(self, api_key: str, meter: MeterConfig) -> None:
+        bases: dict[str, str] = {}
+        if meter.api_base:
+            bases["api"] = meter.api_base.rstrip("/")
+        if meter.meter_events_base:
+            bases["meter_events"] = meter.meter_events_base.rstrip("/")
+        elif meter.api_base:
+            bases["meter_events"] = meter.api_base.rstrip("/")
+        self._meter = meter
+        self._http = stripe.RequestsClient(timeout=meter.request_timeout_s)
+        self.client = stripe.StripeClient(api_key, base_addresses=bases,  # type: ignore[arg-type]
+                                          http_client=self._http, max_network_retries=0)
+        self._session_lock = threading.Lock()
+        self._token: str | None = None
+        self._token_expires = 0.0  # time.time()
+        self.sessions_created = 0
+
+    def _payload(self, row: OutboxRow) -> dict[str, str]:
+        assert row.customer is not None
+        return {self._meter.customer_payload_key: row.customer, self._meter.value_payload_key: str(row.value)}
+
+    def send_v1(self, row: OutboxRow) -> Outcome:
+        try:
+            self.client.v1.billing.meter_events.create(params={
+                "event_name": row.event_name, "identifier": row.identifier,
+                "timestamp": row.ts_ms // 1000, "payload": self._payload(row)})
+        except Exception as exc:
+            return classify(exc)
+        return DELIVERED
+
+    def _session(self, renew: bool = False) -> str:
+        with self._session_lock:
+            if renew or self._token is None or time.time() > self._token_expires - _SESSION_MARGIN_S:
+                session = self.client.v2.billing.meter_event_session.create()
+                self._token = str(session.authentication_token)
+                try:
+                    exp = datetime.fromisoformat(str(session.expires_at).replace("Z", "+00:00")).timestamp()
+                except ValueError:
+                    exp = time.time() + 15 * 60
+                self._token_expires = exp
+                self.sessions_created += 1
+            return self._token
+
+    def send_v2(self, rows: Sequence[OutboxRow]) -> list[Outcome]:
+        events: list[dict[str, Any]] = [
+            {"event_name": r.event_name, "identifier": r.identifier, "timestamp": _iso(r.ts_ms),
+             "payload": self._payload(r)} for r in rows]
+        for renew in (False, True):
+            try:
+                token = self._session(renew)
+                self.client.v2.billing.meter_event_stream.create(
+                    params={"events": events}, options={"api_key": token})  # type: ignore[typeddict-item]
+            except stripe.TemporarySessionExpiredError as exc:
+                if renew:
+                    return [classify(exc)] * len(rows)
+                continue
+            except Exception as exc:
+                out = classify(exc)
+                if out.kind == "delivered":  # a whole-batch "duplicate" is not a v2 answer: retry
+                    out = Outcome("retry", _err_text(exc))
+                return [out] * len(rows)
+            return [DELIVERED] * len(rows)
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._http.close()  # type: ignore[no-untyped-call]
+
+
+def _local_check(row: OutboxRow, now: int) -> str | None:
+    if not row.customer:
+        return "no customer"
+    if row.ts_ms < now - MAX_AGE_MS:
+        return "timestamp older than 35 days"
+    if row.ts_ms > now + FUTURE_MS:
+        return "timestamp more than 5 minutes in the future"
+    if row.value < 0:
+        return "negative value"
+    return None
+
+
+@dataclass
+class Counters:
+    delivered: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    rounds: int = 0
+    last_error: str | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Sender:
+    """Claims due rows with a lease and delivers them; runs in a background thread or on demand."""
+
+    def __init__(self, outbox: Outbox, meter: MeterConfig, transport: Transport,
+                 owner: str | None = None, rng: random.Random | None = None,
+                 on_error: Callable[[str], None] | None = None) -> None:
+        self.outbox = outbox
+        self.meter = meter
+        self.transport = transport
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.counters = Counters()
+        self._rng = rng or random.Random()
+        self._pool = ThreadPoolExecutor(max_workers=meter.concurrency,
+                                        thread_name_prefix="chronograph-billing")
+        self._round_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._pause = threading.Event()  # never set: an interruptible-looking wait for drain()
+        self._fresh = 0
+        self._thread: threading.Thread | None = None
+        self._on_error = on_error
+        self._last_purge = 0.0
+
+    # -- public --------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="chronograph-billing-sender", daemon=True)
+            self._thread.start()
+
+    def notify(self) -> None:
+        """A row was added: wake the sender once a batch is ready."""
+        self._fresh += 1
+        if self._fresh >= self.meter.batch_size:
+            self._wake.set()
+
+    def drain(self, timeout_s: float) -> bool:
+        """Deliver everything claimable (fresh and retry rows) until none is left or time runs out.
+
+        True when no pending row is left that this sender could claim. Other owners' live leases are
+        left alone (they are theirs to deliver)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            claimed = self.round()
+            if self.remaining() == 0:
+                return True
+            now = time.monotonic()
+            if now >= deadline:
+                return False
+            if claimed:
+                continue
+            nxt = self._next_due_ms(include_fresh=True)
+            wait = deadline - now if nxt is None else min(deadline - now, max(nxt - now_ms(), 5) / 1000)
+            self._pause.wait(wait)
+
+    def shutdown(self, timeout_s: float | None = None) -> bool:
+        """Stop the background loop, then drain for at most ``timeout_s`` (``meter.shutdown_timeout_s``)."""
+        budget = self.meter.shutdown_timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + budget
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(max(deadline - time.monotonic(), 0.0))
+        ok = False
+        try:
+            ok = self.drain(max(deadline - time.monotonic(), 0.0)) if budget > 0 else self.remaining() == 0
+        finally:
+            try:
+                self.outbox.release(self.owner)
+            except Exception:
+                _log.warning("chronograph billing: could not release leases", exc_info=True)
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self.transport.close()
+        return ok
+
+    def remaining(self) -> int:
+        """Pending rows this sender could still claim (not held by another owner's live lease)."""
+        t = now_ms()
+        row = self.outbox._conn().execute(
+            "SELECT COUNT(*) FROM usage WHERE state='pending' AND (lease_until_ms<=? OR lease_owner=?)",
+            (t, self.owner)).fetchone()
+        return int(row[0])
+
+    # -- the loop ------------------------------------------------------------------------------------
+
+    def _next_due_ms(self, include_fresh: bool) -> int | None:
+        where = "" if include_fresh else " AND (attempts>0 OR lease_until_ms>0)"
+        row = self.outbox._conn().execute(
+            "SELECT MIN(MAX(next_attempt_ms, lease_until_ms)) FROM usage WHERE state='pending'" + where
+        ).fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def _run(self) -> None:
+        interval = self.meter.flush_interval_s
+        last_full = time.monotonic()
+        drain_now = True  # leftovers from an earlier run go out at once
+        while not self._stop.is_set():
+            try:
+                if drain_now or self._fresh >= self.meter.batch_size or \
+                        time.monotonic() - last_full >= interval:
+                    self._fresh = 0
+                    last_full = time.monotonic()
+                    claimed = self.round()
+                    drain_now = claimed >= self._claim_limit()
+                else:
+                    claimed = self.round(retries_only=True)
+                self._maybe_purge()
+            except Exception as exc:  # the database is busy or gone: keep the loop alive
+                self._note_error(f"outbox: {type(exc).__name__}: {exc}")
+                drain_now = False
+                if self._stop.wait(1.0):
+                    break
+                continue
+            if drain_now:
+                continue
+            wait = max(interval - (time.monotonic() - last_full), 0.0)
+            try:
+                nxt = self._next_due_ms(include_fresh=False)
+            except Exception:
+                nxt = None
+            if nxt is not None:
+                wait = min(wait, max(nxt - now_ms(), 5) / 1000)
+            self._wake.wait(wait)
+            self._wake.clear()
+
+    def _maybe_purge(self) -> None:
+        if time.monotonic() - self._last_purge > 3600:
+            self._last_purge = time.monotonic()
+            self.outbox.purge_delivered(self.meter.retention_days)
+
+    def _claim_limit(self) -> int:
+        return self.meter.batch_size * self.meter.concurrency
+
+    def round(self, retries_only: bool = False) -> int:
+        """Claim one lot of due rows and deliver it. Returns how many rows were claimed."""
+        with self._round_lock:
+            rows = self.outbox.claim(self.owner, self._claim_limit(), self.meter.lease_s,
+                                     retries_only=retries_only)
+            if not rows:
+                return 0
+            self.counters.rounds += 1
+            results = self._deliver(rows)
+            self._record(rows, results)
+            return len(rows)
+
+    def _deliver(self, rows: list[OutboxRow]) -> dict[str, Outcome]:
+        now = now_ms()
+        results: dict[str, Outcome] = {}
+        sendable: list[OutboxRow] = []
+        for r in rows:
+            reason = _local_check(r, now)
+            if reason is None:
+                sendable.append(r)
+            else:
+                results[r.identifier] = Outcome("dead", reason)
+        if self.meter.api == "v2":
+            size = min(self.meter.batch_size, 100)
+            chunks = [sendable[i:i + size] for i in range(0, len(sendable), size)]
+            for chunk, outs in zip(chunks, self._pool.map(self.transport.send_v2, chunks), strict=True):
+                for r, o in zip(chunk, outs, strict=True):
+                    results[r.identifier] = o
+        else:
+            groups: dict[tuple[str | None, str], list[OutboxRow]] = defaultdict(list)
+            for r in sendable:
+                groups[(r.customer, r.event_name)].append(r)
+            for part in self._pool.map(self._send_group, groups.values()):
+                results.update(part)
+        return results
+
+    def _send_group(self, rows: list[OutboxRow]) -> dict[str, Outcome]:
+        """One customer+meter: strictly one request at a time; stop the group on a retryable error."""
+        out: dict[str, Outcome] = {}
+        failed: Outcome | None = None
+        for r in rows:
+            if failed is not None:
+                out[r.identifier] = failed
+                continue
+            o = self.transport.send_v1(r)
+            out[r.identifier] = o
+            if o.kind == "retry":
+                failed = Outcome("retry", o.error)
+        return out
+
+    def _backoff_ms(self, attempts: int) -> int:
+        delay = min(self.meter.retry_max_s, self.meter.retry_base_s * (2 ** min(attempts, 30)))
+        return int(delay * self._rng.uniform(0.5, 1.0) * 1000)
+
+    def _record(self, rows: list[OutboxRow], results: dict[str, Outcome]) -> None:
+        delivered: list[str] = []
+        retry: list[tuple[str, int, str]] = []
+        dead: list[tuple[str, str]] = []
+        now = now_ms()
+        last_error: str | None = None
+        for r in rows:
+            o = results[r.identifier]
+            if o.kind == "delivered":
+                delivered.append(r.identifier)
+            elif o.kind == "dead":
+                dead.append((r.identifier, o.error or "rejected"))
+                last_error = o.error
+            else:
+                err = o.error or "unknown error"
+                last_error = err
+                if r.attempts + 1 >= self.meter.max_attempts:
+                    dead.append((r.identifier, f"gave up after {r.attempts + 1} attempts: {err}"))
+                else:
+                    retry.append((r.identifier, now + self._backoff_ms(r.attempts), err))
+        self.outbox.mark_delivered(delivered)
+        self.outbox.mark_retry(retry, self.owner)
+        self.outbox.mark_dead(dead)
+        with self.counters.lock:
+            self.counters.delivered += len(delivered)
+            self.counters.retried += len(retry)
+            self.counters.dead_lettered += len(dead)
+        if last_error is not None:
+            self._note_error(last_error)
+
+    def _note_error(self, message: str) -> None:
+        self.counters.last_error = message
+        with contextlib.suppress(Exception):
+            self.outbox.set_last_error(message)
+        if self._on_error is not None:
+            self._on_error(message)
