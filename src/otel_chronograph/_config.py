@@ -154,6 +154,14 @@ class MeterConfig(_Model):
     max_attempts: int = Field(12, ge=1)
     retention_days: NonNegFloat = 90.0
     shutdown_timeout_s: NonNegFloat = 10.0
+    # Durability of the outbox commit on the lap's path: "normal" (WAL, survives a process crash) or
+    # "full" (fsync per commit, also survives power loss).
+    synchronous: Literal["normal", "full"] = "normal"
+    lease_s: float = Field(30.0, gt=0, allow_inf_nan=False)
+    request_timeout_s: float = Field(10.0, gt=0, allow_inf_nan=False)
+    retry_base_s: float = Field(0.5, gt=0, allow_inf_nan=False)
+    retry_max_s: float = Field(300.0, gt=0, allow_inf_nan=False)
+    concurrency: int = Field(4, ge=1, le=64)
 
 
 class ScoreBand(_Model):
