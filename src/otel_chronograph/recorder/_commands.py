@@ -1,0 +1,130 @@
+"""``chronograph laps``, ``show``, ``serve`` and ``tui``: the flight recorder from the command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .._config import ConfigError, load_config
+from ._record import FlightRecord
+from ._render import folded_stacks, format_ms, record_document, render_text, to_chrome_trace
+from ._store import FlightStore
+
+__all__ = ["laps", "serve", "show", "tui"]
+
+_STATUS = click.Choice(["GREEN", "YELLOW", "RED"], case_sensitive=False)
+_COLOURS = {"GREEN": "green", "YELLOW": "yellow", "RED": "red"}
+
+
+def _default_db() -> str:
+    try:
+        return load_config().recorder.path
+    except ConfigError:
+        return "chronograph.db"
+
+
+def _settings() -> tuple[int, float, float]:
+    try:
+        r = load_config().recorder
+    except ConfigError:
+        from .._config import RecorderConfig
+
+        r = RecorderConfig.model_validate({})
+    return r.max_records, r.retention_hours, r.anomaly_factor
+
+
+def _open(db: str | None, must_exist: bool = True) -> FlightStore:
+    path = db or _default_db()
+    if must_exist and not Path(path).exists():
+        raise click.ClickException(f"no flight recorder database at {path} "
+                                   "(enable recorder.persistent, or pass --db)")
+    max_records, retention, factor = _settings()
+    return FlightStore(path, max_records=max_records, retention_hours=retention, anomaly_factor=factor)
+
+
+_DB = click.option("--db", "db", type=click.Path(dir_okay=False), default=None,
+                   help="SQLite database of the flight recorder (default: recorder.path of the config).")
+
+
+def lap_line(record: FlightRecord, colour: bool) -> str:
+    status = click.style(f"{record.status:<6}", fg=_COLOURS.get(record.status)) if colour else \
+        f"{record.status:<6}"
+    when = record.iso_timestamp.replace("T", " ")[:23]
+    err = "  error" if record.error else ""
+    return f"{when}  {record.id}  {status}  {format_ms(record.lap_ms):>10}  {record.command}{err}"
+
+
+@click.command()
+@click.option("--last", "n", type=click.IntRange(1, 100_000), default=10, show_default=True,
+              help="How many laps, newest first.")
+@click.option("--command", "command", default=None, help="Only laps of this command.")
+@click.option("--status", "status", type=_STATUS, default=None, help="Only laps with this status.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@_DB
+def laps(n: int, command: str | None, status: str | None, as_json: bool, db: str | None) -> None:
+    """List the newest recorded laps."""
+    with _open(db) as store:
+        records = store.recent(n, command, status.upper() if status else None)
+    colour = sys.stdout.isatty()
+    for r in records:
+        click.echo(json.dumps(r.to_json()) if as_json else lap_line(r, colour))
+    if not records and not as_json:
+        click.echo("no laps recorded", err=True)
+
+
+@click.command()
+@click.argument("ident", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="The record as JSON (as the HTTP API returns it).")
+@click.option("--chrome-trace", "chrome", is_flag=True, help="Chrome trace event JSON (for Perfetto).")
+@click.option("--folded", is_flag=True, help="Folded stacks (for flamegraph.pl / speedscope).")
+@_DB
+def show(ident: str, as_json: bool, chrome: bool, folded: bool, db: str | None) -> None:
+    """Show one lap's timeline by request id or trace id."""
+    with _open(db) as store:
+        record = store.get(ident)
+        if record is None:
+            raise click.ClickException(f"no flight record {ident!r}")
+        if as_json:
+            click.echo(json.dumps(record_document(record, store.compare(record)), indent=2))
+        elif chrome:
+            click.echo(json.dumps(to_chrome_trace(record)))
+        elif folded:
+            click.echo(folded_stacks(record), nl=False)
+        else:
+            click.echo(render_text(record, store.compare(record)), nl=False)
+
+
+@click.command()
+@_DB
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", default=8765, type=click.IntRange(0, 65535), show_default=True)
+def serve(db: str | None, host: str, port: int) -> None:
+    """Serve the flight recorder HTTP API over a database (token: $CHRONOGRAPH_API_TOKEN)."""
+    from ._server import run_server
+
+    store = _open(db, must_exist=False)
+    store.start_cleanup()
+    click.echo(f"flight recorder API on http://{host}:{port} ({store.path})", err=True)
+    try:
+        run_server(store, host=host, port=port)
+    finally:
+        store.close()
+
+
+@click.command()
+@_DB
+@click.option("--url", default=None, help="Read from a flight recorder API instead of a database.")
+def tui(db: str | None, url: str | None) -> None:
+    """The live terminal UI: the last 10 laps; Enter opens a timeline."""
+    from ._tui import FlightRecorderApp, HttpSource, StoreSource
+
+    if db and url:
+        raise click.UsageError("give --db or --url, not both")
+    if url:
+        FlightRecorderApp(HttpSource(url)).run()
+        return
+    with _open(db) as store:
+        FlightRecorderApp(StoreSource(store)).run()
