@@ -210,7 +210,7 @@ class Assembler:
         return result
 
     def _evict_oldest(self) -> None:
-        for rid, pending in self._pending.items():
+        for rid, pending in self._pending.items():  # noqa: B007 - rid is used after the loop
             if pending.root is None:
                 break
         else:  # every pending lap has its root ended: nothing to evict by age

@@ -115,7 +115,7 @@ class StatusConfig(_Model):
     def _ordered(self) -> StatusConfig:
         if self.green_ms > self.yellow_ms:
             raise ValueError(f"green_ms ({self.green_ms}) must not exceed yellow_ms ({self.yellow_ms})")
-        for cmd, t in self.commands.items():
+        for cmd in self.commands:
             g, y = self.thresholds(cmd)
             if g > y:
                 raise ValueError(f"commands.{cmd}: green_ms ({g}) must not exceed yellow_ms ({y})")
@@ -197,7 +197,7 @@ class BillingConfig(_Model):
     default_rate: Money = Decimal(0)
     default_tier: str = "free"
     unknown_tier_multiplier: Money = Decimal(1)
-    meter: MeterConfig = Field(default_factory=MeterConfig)
+    meter: MeterConfig = Field(default_factory=lambda: MeterConfig())
     enterprise_bands: tuple[ScoreBand, ...] = Field(default_factory=_default_bands)
 
 
@@ -213,12 +213,12 @@ class RecorderConfig(_Model):
 
 class ChronographConfig(_Model):
     enabled: bool = True
-    laps: LapsConfig = Field(default_factory=LapsConfig)
+    laps: LapsConfig = Field(default_factory=lambda: LapsConfig())
     sectors: SectorsConfig = Field(default_factory=SectorsConfig)
     status: StatusConfig = Field(default_factory=StatusConfig)
     display: DisplayConfig = Field(default_factory=DisplayConfig)
     billing: BillingConfig = Field(default_factory=BillingConfig)
-    recorder: RecorderConfig = Field(default_factory=RecorderConfig)
+    recorder: RecorderConfig = Field(default_factory=lambda: RecorderConfig())
 
 
 _BOOL_ENV = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False,

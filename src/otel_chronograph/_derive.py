@@ -5,16 +5,15 @@ Pure functions over integer nanoseconds so the arithmetic is exact; milliseconds
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import StatusCode
 
 from ._config import ChronographConfig
-from ._lap import Lap, LapEvent, SectorSpan, Status
+from ._lap import Lap, LapEvent, Lazy, SectorSpan, Status
 from ._rules import compile_sector_rules
 
 __all__ = [
@@ -92,6 +91,16 @@ def _hex_span(span_id: int) -> str:
     return format(span_id, "016x")
 
 
+def _exception_message(root: ReadableSpan, spans: Iterable[ReadableSpan]) -> str | None:
+    """The first recorded exception's message, for an error lap whose status has no description."""
+    for s in (root, *spans):
+        for e in s.events:
+            if e.name == "exception" and e.attributes and "exception.message" in e.attributes:
+                return str(e.attributes["exception.type"]) + ": " + str(e.attributes["exception.message"]) \
+                    if "exception.type" in e.attributes else str(e.attributes["exception.message"])
+    return None
+
+
 def command_from_attributes(name: str, attributes: Mapping[str, Any] | None) -> str:
     """The lap's command: explicit attribute, else ``METHOD route`` for HTTP servers, else the span name."""
     if attributes:
@@ -103,14 +112,6 @@ def command_from_attributes(name: str, attributes: Mapping[str, Any] | None) -> 
             method = attributes.get("http.request.method") or attributes.get("http.method")
             return f"{method} {route}" if method else str(route)
     return name
-
-
-@dataclass(frozen=True, slots=True)
-class _Span:
-    sid: int
-    parent: int | None
-    start: int
-    end: int
 
 
 class Deriver:
@@ -159,68 +160,78 @@ class Deriver:
             r_end = r_start
         lap_ns = r_end - r_start
 
-        by_id: dict[int, ReadableSpan] = {}
+        # One pass over the spans: parent, raw interval, own sector. Orphans hang off the root.
+        span_of: dict[int, ReadableSpan] = {}
+        parent_of: dict[int, int] = {}
+        raw: dict[int, tuple[int, int]] = {}
+        own: dict[int, str | None] = {}
+        sector_of = self.sector_of
         for s in spans:
             c = s.context
-            if c is not None and c.span_id != root_id:
-                by_id[c.span_id] = s
-
-        # Children and clipped windows, parents before children (orphans hang off the root).
-        children: dict[int, list[int]] = {}
-        for sid, s in by_id.items():
-            p = s.parent.span_id if s.parent is not None else None
-            if p is None or (p != root_id and p not in by_id):
-                p = root_id
-            children.setdefault(p, []).append(sid)
-
-        window: dict[int, tuple[int, int]] = {root_id: (r_start, r_end)}
-        sector: dict[int, str | None] = {root_id: None}
-        order: list[int] = []
-        stack = [root_id]
-        while stack:
-            pid = stack.pop()
-            p_start, p_end = window[pid]
-            p_sector = sector[pid]
-            kids = children.get(pid)
-            if not kids:
+            if c is None:
                 continue
-            kept = []
-            for sid in kids:
-                s = by_id[sid]
-                s_start = s.start_time or p_start
-                s_end = s.end_time or s_start
-                c_start = s_start if s_start > p_start else p_start
-                c_end = s_end if s_end < p_end else p_end
-                own = self.sector_of(s)
-                sector[sid] = own if own is not None else p_sector
-                if c_end < c_start:
-                    c_end = c_start
-                window[sid] = (c_start, c_end)
-                order.append(sid)
-                stack.append(sid)
-                if c_end > c_start:
-                    kept.append(sid)
-            children[pid] = kept
+            sid = c.span_id
+            if sid == root_id or sid in span_of:
+                continue
+            span_of[sid] = s
+            p = s.parent
+            parent_of[sid] = p.span_id if p is not None else root_id
+            st = s.start_time or r_start
+            en = s.end_time or st
+            raw[sid] = (st, en if en > st else st)
+            own[sid] = sector_of(s)
+        for sid, pid in parent_of.items():
+            if pid != root_id and (pid not in span_of or pid == sid):
+                parent_of[sid] = root_id
 
-        # Sector unions (clipped to the lap window), ordered by first start.
+        # Top-down: a span's sector is its own or its nearest sector ancestor's; its window (for the
+        # critical path) is clipped to its parent's window, as Jaeger does.
+        sector: dict[int, str | None] = {root_id: None}
+        window: dict[int, tuple[int, int]] = {root_id: (r_start, r_end)}
+        for sid in span_of:
+            if sid in window:
+                continue
+            chain = [sid]
+            cur = parent_of[sid]
+            while cur not in window:
+                chain.append(cur)
+                cur = parent_of[cur]
+                if len(chain) > len(span_of):  # a parent cycle: can't happen with real span ids
+                    cur = root_id
+                    break
+            for node in reversed(chain):
+                pid = parent_of[node]
+                if pid not in window:
+                    pid = root_id
+                o = own[node]
+                sector[node] = o if o is not None else sector[pid]
+                p_start, p_end = window[pid]
+                st, en = raw[node]
+                a = st if st > p_start else p_start
+                b = en if en < p_end else p_end
+                window[node] = (a, b if b > a else a)
+
+        # Sector unions, clipped to the lap window; sectors ordered by first start.
         per_sector: dict[str, list[tuple[int, int]]] = {}
         first_start: dict[str, int] = {}
         covered: list[tuple[int, int]] = []
-        for sid in order:
+        children: dict[int, list[int]] = {}
+        for sid, (st, en) in raw.items():
+            w = window[sid]
+            if w[1] > w[0]:
+                children.setdefault(parent_of[sid] if parent_of[sid] in window else root_id, []).append(sid)
             name = sector[sid]
             if name is None:
                 continue
-            s = by_id[sid]
-            raw_start = s.start_time or r_start
-            c_start, c_end = window[sid]
-            if name not in first_start or raw_start < first_start[name]:
-                first_start[name] = raw_start
-            if c_end > c_start:
-                iv = (c_start, c_end)
-                per_sector.setdefault(name, []).append(iv)
-                covered.append(iv)
+            if name not in first_start or st < first_start[name]:
+                first_start[name] = st
+            a = st if st > r_start else r_start
+            b = en if en < r_end else r_end
+            if b > a:
+                per_sector.setdefault(name, []).append((a, b))
+                covered.append((a, b))
         names = sorted(first_start, key=lambda n: (first_start[n], n))
-        sectors_ns = {n: union_ns(per_sector.get(n, [])) for n in names}
+        sectors_ns = {n: union_ns(per_sector[n]) if n in per_sector else 0 for n in names}
         other_ns = lap_ns - union_ns(covered)
 
         # Critical path shares by sector.
@@ -246,19 +257,26 @@ class Deriver:
         error = root.status.status_code is StatusCode.ERROR
         error_message = root.status.description if error else None
         if error and self._status.on_error != "time":
-            status = self._status.on_error  # type: ignore[assignment]
+            status = self._status.on_error
 
-        events, span_rows = self._timeline(root, by_id, order, sector, window, r_start)
+        timeline: list[tuple[list[LapEvent], list[SectorSpan]]] = []
+
+        def build() -> tuple[list[LapEvent], list[SectorSpan]]:
+            if not timeline:
+                timeline.append(self._timeline(root, span_of, parent_of, sector, raw, r_start, r_end))
+            return timeline[0]
+
+        events: Lazy[LapEvent] = Lazy(lambda: build()[0])
+        span_rows: Lazy[SectorSpan] = Lazy(lambda: build()[1])
         if error and not error_message:
-            error_message = next(
-                (str(e.attributes.get("exception.message")) for e in events
-                 if e.name == "exception" and "exception.message" in e.attributes), None)
+            error_message = _exception_message(root, span_of.values())
         resource = root.resource.attributes if root.resource is not None else {}
         session = attrs.get("session.id")
+        hex_id = _hex_span(root_id)
         return Lap(
-            request_id="req_" + _hex_span(root_id),
+            request_id="req_" + hex_id,
             trace_id=format(rctx.trace_id, "032x"),
-            span_id=_hex_span(root_id),
+            span_id=hex_id,
             command=cmd,
             timestamp=r_start // _NS_PER_MS,
             start_ns=r_start,
@@ -266,7 +284,7 @@ class Deriver:
             lap_ms=lap_ms,
             other_ms=other_ns / _NS_PER_MS,
             sectors={n: v / _NS_PER_MS for n, v in sectors_ns.items()},
-            critical_path={n: cp_ns.get(n, 0) / _NS_PER_MS for n in names if n in cp_ns},
+            critical_path={n: cp_ns[n] / _NS_PER_MS for n in names if n in cp_ns},
             critical_other_ms=cp_other / _NS_PER_MS,
             status=status,
             error=error,
@@ -279,44 +297,51 @@ class Deriver:
             error_message=error_message,
             session_id=str(session) if session is not None else None,
             service_name=str(resource.get("service.name")) if resource.get("service.name") else None,
-            span_count=len(by_id) + 1,
+            span_count=len(span_of) + 1,
             truncated=truncated,
         )
 
     def _timeline(
         self,
         root: ReadableSpan,
-        by_id: Mapping[int, ReadableSpan],
-        order: Sequence[int],
+        span_of: Mapping[int, ReadableSpan],
+        parent_of: Mapping[int, int],
         sector: Mapping[int, str | None],
-        window: Mapping[int, tuple[int, int]],
+        raw: Mapping[int, tuple[int, int]],
         r_start: int,
+        r_end: int,
     ) -> tuple[list[LapEvent], list[SectorSpan]]:
+        """Span rows (clipped to the lap) and span events in time order, for timelines and flamegraphs."""
         rows = []
         events: list[LapEvent] = []
         limit = self._max_events
-        for sid, s in [(root.context.span_id, root), *((i, by_id[i]) for i in order)]:  # type: ignore[union-attr]
-            if sid != root.context.span_id:  # type: ignore[union-attr]
-                a, b = window[sid]
-                rows.append(SectorSpan(
-                    sector=sector[sid], name=s.name, span_id=_hex_span(sid),
-                    parent_id=_hex_span(s.parent.span_id) if s.parent is not None else None,
-                    start_ns=a, end_ns=b, error=s.status.status_code is StatusCode.ERROR,
-                ))
-            for e in s.events:
-                if len(events) >= limit:
-                    break
-                events.append(LapEvent(
-                    name=e.name, timestamp_ns=e.timestamp,
-                    elapsed_ms=(e.timestamp - r_start) / _NS_PER_MS,
-                    sector=sector[sid], span_name=s.name,
-                    attributes=dict(e.attributes or {}),
-                ))
-        events.sort(key=lambda ev: ev.timestamp_ns)
+        root_events = root.events
+        if root_events:
+            self._events(root_events, None, root.name, r_start, events, limit)
+        for sid, s in span_of.items():
+            st, en = raw[sid]
+            a = st if st > r_start else r_start
+            b = en if en < r_end else r_end
+            rows.append(SectorSpan(sector[sid], s.name, _hex_span(sid), _hex_span(parent_of[sid]),
+                                   a, b if b > a else a, s.status.status_code is StatusCode.ERROR))
+            ev = s.events
+            if ev:
+                self._events(ev, sector[sid], s.name, r_start, events, limit)
+        if len(events) > 1:
+            events.sort(key=lambda e: e.timestamp_ns)
         return events, rows
 
+    @staticmethod
+    def _events(source: Sequence[Any], sector: str | None, span_name: str, r_start: int,
+                out: list[LapEvent], limit: int) -> None:
+        for e in source:
+            if len(out) >= limit:
+                return
+            out.append(LapEvent(e.name, e.timestamp, (e.timestamp - r_start) / _NS_PER_MS, sector,
+                                span_name, dict(e.attributes or {})))
 
-def annotations(lap: Lap) -> dict[str, Any]:
+
+def lap_attributes(lap: Lap) -> dict[str, Any]:
     """The ``chronograph.*`` attributes the exported lap span carries."""
     out: dict[str, Any] = {
         "chronograph.lap": True,
@@ -334,5 +359,3 @@ def annotations(lap: Lap) -> dict[str, Any]:
         out["chronograph.error"] = True
     return out
 
-
-KindOf = Callable[[ReadableSpan], SpanKind]

@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.instrumentation.distro import BaseDistro
+from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
@@ -31,7 +31,7 @@ class _Noop(SpanProcessor):
     """Stands in the provider for the 2nd+ exporter: the chronograph processor already forwards to it."""
 
 
-class ChronographDistro(BaseDistro):
+class ChronographDistro(BaseDistro):  # type: ignore[misc]
     """Same defaults as ``opentelemetry-distro`` (OTLP for traces and metrics), nothing more."""
 
     def _configure(self, **kwargs: Any) -> None:
@@ -48,10 +48,10 @@ class ChronographConfigurator(_OTelSDKConfigurator):
     def _configure(self, **kwargs: Any) -> None:
         config = load_config()  # fail fast, before anything starts, with the key and file named
         if not config.enabled:
-            super()._configure(**kwargs)
+            super()._configure(**kwargs)  # type: ignore[no-untyped-call]
             return
         if os.environ.get("OTEL_CONFIG_FILE"):
-            super()._configure(**kwargs)
+            super()._configure(**kwargs)  # type: ignore[no-untyped-call]
             self.processor = _rewrap_declarative(config)
             return
         exporting: list[SpanProcessor] = []
@@ -62,7 +62,7 @@ class ChronographConfigurator(_OTelSDKConfigurator):
             return _Noop()
 
         kwargs.setdefault("export_span_processor", export_processor)
-        super()._configure(**kwargs)
+        super()._configure(**kwargs)  # type: ignore[no-untyped-call]
         provider = trace.get_tracer_provider()
         if not isinstance(provider, TracerProvider):  # pragma: no cover - the SDK always sets one
             _log.warning("chronograph: no SDK TracerProvider after configuration; laps are off")

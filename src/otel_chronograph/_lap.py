@@ -2,17 +2,58 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar, overload
 
-__all__ = ["Lap", "LapEvent", "SectorSpan", "response"]
+__all__ = ["Lap", "LapEvent", "Lazy", "SectorSpan", "response"]
+
+T = TypeVar("T")
 
 Status = Literal["GREEN", "YELLOW", "RED"]
 ResponseFormat = Literal["v1", "v2", "v3"]
 
 
-@dataclass(frozen=True, slots=True)
+class Lazy(Sequence[T], Generic[T]):
+    """A read-only list computed on first use: timelines cost nothing for laps no sink looks at."""
+
+    __slots__ = ("_items", "_make")
+
+    def __init__(self, make: Callable[[], list[T]]) -> None:
+        self._make: Callable[[], list[T]] | None = make
+        self._items: list[T] | None = None
+
+    def _get(self) -> list[T]:
+        items = self._items
+        if items is None:
+            make = self._make
+            items = make() if make is not None else []
+            self._items = items
+            self._make = None
+        return items
+
+    @overload
+    def __getitem__(self, index: int) -> T: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[T]: ...
+    def __getitem__(self, index: int | slice) -> T | list[T]:
+        return self._get()[index]
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self._get())
+
+    def __eq__(self, other: object) -> bool:
+        return list(self._get()) == list(other) if isinstance(other, Sequence) else NotImplemented
+
+    def __repr__(self) -> str:
+        return repr(self._get())
+
+
+@dataclass(slots=True)
 class LapEvent:
     """A flight-recorder milestone: a span event on the lap span or a descendant."""
 
@@ -24,7 +65,7 @@ class LapEvent:
     attributes: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SectorSpan:
     """One span's interval as it counted toward a sector (for timelines and flamegraphs)."""
 
@@ -59,8 +100,8 @@ class Lap:
     customer: str | None
     score: float | None
     cost: Decimal
-    events: list[LapEvent] = field(default_factory=list)
-    spans: list[SectorSpan] = field(default_factory=list)
+    events: Sequence[LapEvent] = field(default_factory=list)
+    spans: Sequence[SectorSpan] = field(default_factory=list)
     error_message: str | None = None
     session_id: str | None = None
     service_name: str | None = None

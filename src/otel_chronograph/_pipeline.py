@@ -83,11 +83,16 @@ class DeferredSinks:
         self.dropped = 0
         self.failures = [0]
         self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
 
     def _ensure_thread(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="chronograph-sinks", daemon=True)
-            self._thread.start()
+        # Under a lock, and published only once started: laps end in many threads (and the grace
+        # sweeper), so two workers must not be made, nor shutdown() join a thread not yet started.
+        with self._start_lock:
+            if self._thread is None:
+                thread = threading.Thread(target=self._run, name="chronograph-sinks", daemon=True)
+                thread.start()
+                self._thread = thread
 
     def put(self, lap: Lap) -> None:
         if not self.sinks:

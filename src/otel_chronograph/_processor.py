@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from . import _api
 from ._assembly import Assembler, Completed
 from ._config import ChronographConfig, load_config
-from ._derive import Deriver, annotations
+from ._derive import Deriver, lap_attributes
 from ._lap import Lap
 from ._metrics import LapMetrics, observe_counter, observe_gauge
 from ._pipeline import DeferredSinks, call_safely, log_once
@@ -31,7 +31,7 @@ LapCallback = Callable[[Lap], None]
 def annotated_copy(root: ReadableSpan, lap: Lap) -> ReadableSpan:
     """A frozen span can't take attributes, so exporters get a copy of the root with ``chronograph.*``."""
     attrs = dict(root.attributes or {})
-    attrs.update(annotations(lap))
+    attrs.update(lap_attributes(lap))
     return ReadableSpan(
         name=root.name, context=root.context, parent=root.parent, resource=root.resource,
         attributes=attrs, events=root.events, links=root.links, kind=root.kind, status=root.status,

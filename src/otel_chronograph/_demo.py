@@ -1,0 +1,181 @@
+"""``chronograph demo``: a small, realistic CLI-style workload under the processor, no server needed.
+
+Each lap is one command with four sectors (init, load, exec, format), a few flight-recorder events, a
+real SQLite query inside ``exec``; some laps hit a cold cache (YELLOW/RED) and one fails (RED, error).
+Run under ``opentelemetry-instrument`` it uses the SDK that auto-instrumentation configured.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import statistics
+import sys
+import time
+from collections import defaultdict
+from decimal import Decimal
+from typing import Any
+
+import click
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from ._api import lap, sector
+from ._config import ChronographConfig, DisplayConfig, load_config
+from ._display import SplitTimeDisplay
+from ._lap import Lap, response
+from ._processor import ChronographProcessor
+from ._setup import install
+
+__all__ = ["DEMO_CONFIG", "demo_command", "run_demo"]
+
+DEMO_CONFIG: dict[str, Any] = {
+    "status": {"green_ms": 100, "yellow_ms": 300,
+               "commands": {"faf championship": {"green_ms": 200, "yellow_ms": 450}}},
+    "billing": {"rates": {"faf score": "0.001", "faf enhance": "0.005", "faf championship": "0.01"}},
+    "recorder": {"enabled": True},
+}
+_COMMANDS = ("faf score", "faf enhance", "faf championship")
+_TIERS = ("free", "pro", "pro", "enterprise")
+
+
+def _config_from_env() -> ChronographConfig:
+    import os
+
+    if os.environ.get("CHRONOGRAPH_CONFIG") or os.environ.get("OTEL_CONFIG_FILE"):
+        return load_config()
+    return load_config(DEMO_CONFIG)
+
+
+def _auto_instrumented() -> ChronographProcessor | None:
+    from ._distro import ChronographConfigurator
+
+    return ChronographConfigurator.processor if ChronographConfigurator._instance is not None else None
+
+
+def _one_lap(i: int, rng: random.Random, speed: float, db: sqlite3.Connection,
+             provider: TracerProvider | None) -> tuple[Lap | None, Any]:
+    def pause(lo: float, hi: float) -> None:
+        time.sleep(rng.uniform(lo, hi) / 1000 / speed)
+
+    command = _COMMANDS[i % len(_COMMANDS)]
+    tier = _TIERS[i % len(_TIERS)]
+    cold = i % 5 == 3
+    fail = i % 11 == 7
+    result: Any = None
+    try:
+        with lap(command, tier=tier, customer=f"cus_demo{i % 3}", score=85 + i % 15,
+                 session_id=f"conv-{i // 4}", tracer_provider=provider) as handle:
+            with sector("init", tracer_provider=provider):
+                pause(5, 15)
+                handle.event("User Message Received", model="llama3.2", tokens=6 + i)
+            with sector("load", tracer_provider=provider):
+                handle.event("Session Cache Lookup", hit=not cold)
+                pause(200, 320) if cold else pause(15, 45)
+            with sector("exec", tracer_provider=provider):
+                score = rng.uniform(0.55, 0.97)
+                handle.event("Embedding Classifier", confidence=round(score, 2),
+                             winner="complex" if score > 0.8 else "simple")
+                tracer = trace.get_tracer("chronograph.demo", tracer_provider=provider)
+                with tracer.start_as_current_span("SELECT rules", kind=trace.SpanKind.CLIENT,
+                                                  attributes={"db.system": "sqlite"}):
+                    rows = db.execute("SELECT name, weight FROM rules WHERE weight > ?",
+                                      (rng.random(),)).fetchall()
+                pause(20, 70)
+                if fail:
+                    raise TimeoutError("engine did not answer in time")
+            with sector("format", tracer_provider=provider):
+                pause(3, 10)
+                result = {"score": 85 + i % 15, "rules": len(rows)}
+    except TimeoutError as exc:
+        result = {"error": str(exc)}
+    return handle.telemetry, result
+
+
+def _summary(laps: list[Lap]) -> str:
+    by_cmd: dict[str, list[Lap]] = defaultdict(list)
+    for item in laps:
+        by_cmd[item.command].append(item)
+    head = f"{'command':<18} {'laps':>4} {'GREEN':>5} {'YELLOW':>6} {'RED':>4} {'p50 ms':>8} {'max ms':>8} " \
+           f"{'cost':>8}"
+    lines = ["SUMMARY", head, "-" * len(head)]
+    for cmd, items in sorted(by_cmd.items()):
+        times = [x.lap_ms for x in items]
+        counts = {s: sum(1 for x in items if x.status == s) for s in ("GREEN", "YELLOW", "RED")}
+        cost = sum((x.cost for x in items), Decimal(0))
+        lines.append(f"{cmd:<18} {len(items):>4} {counts['GREEN']:>5} {counts['YELLOW']:>6} "
+                     f"{counts['RED']:>4} {statistics.median(times):>8.1f} {max(times):>8.1f} "
+                     f"{format(cost, 'f'):>8}")
+    slow = [x for x in laps if x.status != "GREEN"]
+    lines.append("")
+    lines.append(f"{len(laps)} laps, {len(slow)} not GREEN, {sum(1 for x in laps if x.error)} failed; "
+                 f"total cost {format(sum((x.cost for x in laps), Decimal(0)), 'f')}")
+    for x in slow:
+        lines.append(f"  {x.status:<6} {x.request_id} {x.command} {x.lap_ms:.1f}ms"
+                     + (f" error: {x.error_message}" if x.error else ""))
+    return "\n".join(lines) + "\n"
+
+
+def run_demo(laps: int = 12, speed: float = 1.0, seed: int = 7, as_json: bool = False,
+             exporter: str = "none") -> list[Lap]:
+    """Run the workload; print split times per lap and a summary. Returns the derived laps."""
+    rng = random.Random(seed)
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE rules (name TEXT, weight REAL)")
+    db.executemany("INSERT INTO rules VALUES (?, ?)", [(f"rule{n}", n / 50) for n in range(50)])
+    processor = _auto_instrumented()
+    provider: TracerProvider | None = None
+    own: ChronographProcessor | None = None
+    if processor is None:
+        provider = TracerProvider()
+        exporting: list[SpanProcessor] = []
+        if exporter == "otlp":
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+            exporting.append(BatchSpanProcessor(OTLPSpanExporter()))
+        elif exporter == "console":
+            from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+            exporting.append(BatchSpanProcessor(ConsoleSpanExporter()))
+        own = install(provider, span_processors=exporting, config=_config_from_env())
+    display = SplitTimeDisplay(DisplayConfig(split_times=True, format="json" if as_json else "text",
+                                             stream="stdout"))
+    derived: list[Lap] = []
+    for i in range(laps):
+        telemetry, data = _one_lap(i, rng, speed, db, provider)
+        if telemetry is None:  # chronograph disabled: the work still ran
+            continue
+        derived.append(telemetry)
+        if as_json:
+            sys.stdout.write(json.dumps(response(data, telemetry)) + "\n")
+        else:
+            display(telemetry)
+    if not as_json:
+        sys.stdout.write(_summary(derived))
+    sys.stdout.flush()
+    if own is not None:
+        own.shutdown()
+    elif processor is not None:
+        processor.force_flush()
+    return derived
+
+
+@click.command("demo")
+@click.option("--laps", default=12, show_default=True, type=click.IntRange(1, 100_000), help="Laps to run.")
+@click.option("--speed", default=1.0, show_default=True, type=click.FloatRange(0.01, 1000),
+              help="Divide every pause by this (10 = ten times faster).")
+@click.option("--seed", default=7, show_default=True, type=int)
+@click.option("--json", "as_json", is_flag=True, help="One v3 JSON response per lap instead of tables.")
+@click.option("--exporter", type=click.Choice(["none", "console", "otlp"]), default="none",
+              show_default=True, help="Where spans go when not under opentelemetry-instrument.")
+def demo_command(laps: int, speed: float, seed: int, as_json: bool, exporter: str) -> None:
+    """Run a CLI-style workload under chronograph and print split times and a summary."""
+    from ._config import ConfigError
+
+    try:
+        run_demo(laps, speed, seed, as_json, exporter)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
