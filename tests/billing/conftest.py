@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fake_stripe import FakeStripe  # noqa: E402
+from fake_stripe import FakeStripe
 
 API_KEY = "sk_test_fake"
 

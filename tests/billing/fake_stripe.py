@@ -21,6 +21,7 @@ ambiguous case), ``expire`` (expires every v2 session first).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import secrets
@@ -202,10 +203,8 @@ class FakeStripe:
 
             def _drop(self) -> None:
                 self.close_connection = True
-                try:
+                with contextlib.suppress(OSError):
                     self.connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
             def _bearer(self) -> str | None:
                 auth = self.headers.get("Authorization", "")
@@ -245,7 +244,8 @@ class FakeStripe:
                 if self._bearer() != fake.state.api_key:
                     return self._error(401, "Invalid API Key provided.", code_="api_key_invalid")
                 form = dict(parse_qsl(raw, keep_blank_values=True))
-                payload = {k[8:-1]: v for k, v in form.items() if k.startswith("payload[") and k.endswith("]")}
+                payload = {k[8:-1]: v for k, v in form.items()
+                           if k.startswith("payload[") and k.endswith("]")}
                 ev = {"event_name": form.get("event_name"), "identifier": form.get("identifier"),
                       "timestamp": form.get("timestamp"), "payload": payload}
                 customer = payload.get(fake.state.customer_key, "")
@@ -282,7 +282,8 @@ class FakeStripe:
                 with fake.changed:
                     fake.state.sessions[token] = expires.timestamp()
                     fake.state.sessions_created += 1
-                self._send(200, {"id": "mes_" + secrets.token_hex(8), "object": "v2.billing.meter_event_session",
+                self._send(200, {"id": "mes_" + secrets.token_hex(8),
+                                 "object": "v2.billing.meter_event_session",
                                  "authentication_token": token, "livemode": False,
                                  "created": now.isoformat().replace("+00:00", "Z"),
                                  "expires_at": expires.isoformat().replace("+00:00", "Z")})
@@ -340,7 +341,8 @@ class FakeStripe:
                         f"payload[{st.customer_key}]", "parameter_missing")
             if not st.any_customer and customer not in st.customers:
                 st.rejected[ident] = "no such customer"
-                return 400, f"No such customer: '{customer}'", f"payload[{st.customer_key}]", "resource_missing"
+                return (400, f"No such customer: '{customer}'", f"payload[{st.customer_key}]",
+                        "resource_missing")
             value = payload.get(st.value_key)
             try:
                 ok = value is not None and float(value) >= 0 and float(value) == int(float(value))

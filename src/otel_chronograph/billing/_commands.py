@@ -1,0 +1,168 @@
+"""``chronograph billing status|flush|retry-dead-letters|report|enterprise``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timezone
+
+import click
+
+from .._config import ChronographConfig, ConfigError, load_config
+from ._enterprise import score_bill
+from ._outbox import Outbox
+from ._report import build_report, render
+from ._sender import Sender, StripeTransport
+from ._sink import api_key_from
+
+__all__ = ["billing"]
+
+
+def _config(path: str | None) -> ChronographConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _outbox(cfg: ChronographConfig, path: str | None) -> Outbox:
+    return Outbox(path or cfg.billing.meter.outbox, synchronous=cfg.billing.meter.synchronous)
+
+
+def _ms(text: str | None, name: str) -> int | None:
+    if not text:
+        return None
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"expected an ISO date or date-time, got {text!r}",
+                                 param_hint=name) from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return int(dt.timestamp() * 1000)
+
+
+_config_opt = click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+                           help="chronograph YAML (default: CHRONOGRAPH_CONFIG, OTEL_CONFIG_FILE)")
+_outbox_opt = click.option("--outbox", "outbox_path", type=click.Path(dir_okay=False), default=None,
+                           help="outbox file (default: billing.meter.outbox from the config)")
+
+
+@click.group()
+def billing() -> None:
+    """Usage metering: the Stripe outbox, reports and enterprise score billing."""
+
+
+@billing.command()
+@_config_opt
+@_outbox_opt
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def status(config_path: str | None, outbox_path: str | None, as_json: bool) -> None:
+    """Pending, delivered and dead-letter counts, the oldest pending age and the last error."""
+    cfg = _config(config_path)
+    box = _outbox(cfg, outbox_path)
+    st = box.status()
+    if as_json:
+        click.echo(json.dumps({"outbox": box.path, "pending": st.pending, "due": st.due,
+                               "delivered": st.delivered, "dead": st.dead, "skipped": st.skipped,
+                               "oldest_pending_age_s": st.oldest_pending_age_s, "last_error": st.last_error,
+                               "dead_reasons": st.dead_reasons}))
+        return
+    click.echo(f"outbox      {box.path}  (billing {'on' if cfg.billing.enabled else 'off'}, "
+               f"api {cfg.billing.meter.api}, event {cfg.billing.meter.event_name})")
+    click.echo(f"pending     {st.pending}  (due now {st.due})")
+    click.echo(f"delivered   {st.delivered}")
+    click.echo(f"dead-letter {st.dead}")
+    click.echo(f"free        {st.skipped}  (zero cost, not sent)")
+    age = "-" if st.oldest_pending_age_s is None else f"{st.oldest_pending_age_s:.1f}s"
+    click.echo(f"oldest pending age {age}")
+    for reason, n in st.dead_reasons.items():
+        click.echo(f"  dead: {n} × {reason}")
+    if st.last_error:
+        at = datetime.fromtimestamp((st.last_error_ms or 0) / 1000, tz=timezone.utc).isoformat(
+            timespec="seconds")
+        click.echo(f"last error  {at}  {st.last_error}")
+
+
+@billing.command()
+@_config_opt
+@_outbox_opt
+@click.option("--timeout", "timeout_s", type=float, default=60.0, show_default=True,
+              help="give up after this many seconds (what is left stays pending)")
+def flush(config_path: str | None, outbox_path: str | None, timeout_s: float) -> None:
+    """Deliver every pending row now (exit 1 if some are left)."""
+    cfg = _config(config_path)
+    key = api_key_from()
+    if key is None:
+        raise click.ClickException("STRIPE_API_KEY is not set: it is read only from the environment "
+                                   "(never from the YAML file); nothing was sent, nothing was lost")
+    box = _outbox(cfg, outbox_path)
+    sender = Sender(box, cfg.billing.meter, StripeTransport(key, cfg.billing.meter))
+    ok = sender.shutdown(timeout_s)  # drains for at most timeout_s, then releases its leases
+    c = sender.counters
+    st = box.status()
+    click.echo(f"delivered {c.delivered}, retried {c.retried}, dead-lettered {c.dead_lettered}; "
+               f"pending {st.pending}, dead-letter {st.dead}")
+    if c.last_error:
+        click.echo(f"last error: {c.last_error}", err=True)
+    if not ok:
+        sys.exit(1)
+
+
+@billing.command("retry-dead-letters")
+@_config_opt
+@_outbox_opt
+@click.option("--reason", default=None, help="only rows whose reason contains this text")
+def retry_dead_letters(config_path: str | None, outbox_path: str | None, reason: str | None) -> None:
+    """Move dead-letter rows back to pending (attempts reset); the sender delivers them next."""
+    cfg = _config(config_path)
+    n = _outbox(cfg, outbox_path).retry_dead(reason)
+    click.echo(f"{n} dead-letter row(s) back to pending")
+
+
+@billing.command()
+@_config_opt
+@_outbox_opt
+@click.option("--from", "from_", default=None, help="ISO date/date-time (inclusive), UTC if no zone")
+@click.option("--to", "to", default=None, help="ISO date/date-time (exclusive)")
+@click.option("--customer", default=None)
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+              show_default=True)
+def report(config_path: str | None, outbox_path: str | None, from_: str | None, to: str | None,
+           customer: str | None, fmt: str) -> None:
+    """Usage and cost by customer, command and tier from the ledger."""
+    cfg = _config(config_path)
+    rows = build_report(_outbox(cfg, outbox_path), _ms(from_, "--from"), _ms(to, "--to"), customer)
+    click.echo(render(rows, fmt), nl=False)
+
+
+@billing.command()
+@_config_opt
+@_outbox_opt
+@click.option("--customer", required=True)
+@click.option("--from", "from_", default=None)
+@click.option("--to", "to", default=None)
+@click.option("--baseline", type=int, default=None, help="override: baseline score (else the first lap's)")
+@click.option("--current", type=int, default=None, help="override: current score (else the last lap's)")
+@click.option("--json", "as_json", is_flag=True)
+def enterprise(config_path: str | None, outbox_path: str | None, customer: str, from_: str | None,
+               to: str | None, baseline: int | None, current: int | None, as_json: bool) -> None:
+    """Progressive per-point score pricing (bands: billing.enterprise_bands) from laps' chronograph.score."""
+    cfg = _config(config_path)
+    ledger = _outbox(cfg, outbox_path).ledger(_ms(from_, "--from"), _ms(to, "--to"), customer)
+    scores = [float(r[6]) for r in ledger if r[6] is not None]
+    bill = score_bill(customer, scores, cfg.billing.enterprise_bands, baseline, current)
+    if as_json:
+        click.echo(json.dumps({"customer": customer, "baseline": bill.baseline, "current": bill.current,
+                               "laps_with_score": bill.laps, "total": format(bill.total, "f"),
+                               "bands": [{"low": b.low, "high": b.high, "per_point": format(b.per_point, "f"),
+                                          "points": p, "amount": format(a, "f")} for b, p, a in bill.lines]}))
+        return
+    if bill.baseline is None:
+        click.echo(f"{customer}: no laps with a score in this window; nothing to bill")
+        return
+    click.echo(f"{customer}: baseline {bill.baseline} -> current {bill.current} ({bill.laps} scored laps)")
+    for band, points, amount in bill.lines:
+        click.echo(f"  {band.low:>3}-{band.high:<3} {points:>3} point(s) × {format(band.per_point, 'f'):>8}"
+                   f" = {format(amount, 'f')}")
+    click.echo(f"  total {format(bill.total, 'f')}")
