@@ -9,7 +9,13 @@ from decimal import Decimal
 import pytest
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from otel_chronograph._derive import annotations, command_from_attributes, critical_path, status_for, union_ns
+from otel_chronograph._derive import (
+    command_from_attributes,
+    critical_path,
+    lap_attributes,
+    status_for,
+    union_ns,
+)
 
 from .helpers import MS, ROOT_ID, T0, TRACE_ID, deriver, event, mk, root, sec
 
@@ -100,27 +106,31 @@ def test_non_sector_span_counts_toward_its_nearest_sector_ancestor() -> None:
     spans = [
         sec("load", 1, R, 10, 40),
         mk("SELECT", 2, 1, 15, 35),           # inside "load": no extra time
-        mk("http GET", 3, 2, 20, 60),         # grandchild ending after its parent: clipped to SELECT
+        mk("http GET", 3, 2, 20, 60),         # a load grandchild outliving its parents: load until 60
         mk("cache", 4, R, 50, 70),            # no sector ancestor: other time
         sec("exec", 5, R, 70, 90),
         mk("worker", 6, 5, 75, 85),
         mk("deep", 7, 6, 76, 84),
     ]
     lap = deriver().derive(root(0, 100), spans)
-    assert lap.sectors == {"load": 30.0, "exec": 20.0}
-    assert lap.other_ms == approx(50.0)
+    assert lap.sectors == {"load": 50.0, "exec": 20.0}
+    assert lap.other_ms == approx(30.0)  # 0..10, 60..70, 90..100
     rows = {r.name: r for r in lap.spans}
     assert rows["SELECT"].sector == "load"
     assert rows["http GET"].sector == "load"
     assert rows["deep"].sector == "exec"
     assert rows["cache"].sector is None
-    assert (rows["http GET"].start_ns, rows["http GET"].end_ns) == (T0 + 20 * MS, T0 + 35 * MS)
+    assert (rows["http GET"].start_ns, rows["http GET"].end_ns) == (T0 + 20 * MS, T0 + 60 * MS)
 
 
-def test_non_sector_child_extending_a_sector_adds_nothing_beyond_the_parent_window() -> None:
-    # A child of a sector span is clipped to its parent, so it never makes the sector longer.
-    lap = deriver().derive(root(0, 100), [sec("a", 1, R, 10, 20), mk("child", 2, 1, 15, 50)])
-    assert lap.sectors == {"a": 10.0}
+def test_sector_time_is_the_union_of_its_spans_clipped_to_the_lap_window_only() -> None:
+    # A non-sector child running past its sector parent still counts toward that sector, up to the lap end.
+    lap = deriver().derive(root(0, 100), [sec("a", 1, R, 10, 20), mk("child", 2, 1, 15, 50),
+                                          mk("bg", 3, 1, 18, 400)])
+    assert lap.sectors == {"a": 90.0}
+    assert lap.other_ms == approx(10.0)
+    # The critical path still partitions the lap: children are clipped to their parent there (Jaeger).
+    assert sum(lap.critical_path.values()) + lap.critical_other_ms == approx(100.0)
 
 
 def test_nested_sectors_each_count_their_own_union() -> None:
@@ -283,7 +293,11 @@ def test_error_root_is_red_with_error_flag() -> None:
 def test_error_message_falls_back_to_the_exception_event() -> None:
     ev = event("exception", 5, **{"exception.type": "ValueError", "exception.message": "bad input"})
     lap = deriver().derive(root(0, 10, status=Status(StatusCode.ERROR), events=(ev,)), [])
-    assert lap.error_message == "bad input"
+    assert lap.error_message == "ValueError: bad input"
+    bare = event("exception", 5, **{"exception.message": "no type"})
+    child = mk("c", 1, R, 1, 2, events=(bare,))
+    lap = deriver().derive(root(0, 10, status=Status(StatusCode.ERROR)), [child])
+    assert lap.error_message == "no type"
 
 
 def test_error_in_a_child_span_does_not_make_the_lap_an_error() -> None:
@@ -455,7 +469,7 @@ def test_annotations_carry_the_spec_attributes() -> None:
     d = deriver({"billing": {"rates": {"faf score": "0.001"}}})
     lap = d.derive(root(0, 120, attributes={"chronograph.tier": "pro"}),
                    [sec("init", 1, R, 0, 20), sec("load", 2, R, 20, 100)])
-    a = annotations(lap)
+    a = lap_attributes(lap)
     assert a["chronograph.lap_ms"] == 120.0
     assert a["chronograph.other_ms"] == approx(20.0)
     assert a["chronograph.status"] == "YELLOW"
@@ -465,4 +479,4 @@ def test_annotations_carry_the_spec_attributes() -> None:
     assert a["chronograph.sector.load.ms"] == 80.0
     assert "chronograph.error" not in a
     err = d.derive(root(0, 1, status=Status(StatusCode.ERROR)), [])
-    assert annotations(err)["chronograph.error"] is True
+    assert lap_attributes(err)["chronograph.error"] is True
