@@ -40,8 +40,8 @@ def recording(**recorder: Any) -> Iterator[tuple[TracerProvider, Any, FlightReco
 def synthetic_lap(i: int, command: str = "faf score", lap_ms: float = 10.0, start_ns: int | None = None,
                   status: str = "GREEN", session: str | None = "conv-1", error: bool = False) -> Lap:
     """A four-sector lap built directly (fast, deterministic) for store and rendering tests."""
-    start = start_ns if start_ns is not None else time.time_ns() - 3_600_000_000 + i * 1_000_000
-    span_id = f"{i + 1:016x}"
+    start = start_ns if start_ns is not None else time.time_ns() - 60_000_000_000 + i * 1_000_000
+    span_id = f"{i:016x}"
     total = int(lap_ms * 1e6)
     quarter = total // 5
     spans, sectors, t = [], {}, start
@@ -52,7 +52,7 @@ def synthetic_lap(i: int, command: str = "faf score", lap_ms: float = 10.0, star
     events = [LapEvent("Embedding Classifier", start + quarter, quarter / 1e6, "init", "init",
                        {"confidence": 0.92, "winner": "complex"})]
     return Lap(
-        request_id="req_" + span_id, trace_id=f"{i + 1:032x}", span_id=span_id, command=command,
+        request_id="req_" + span_id, trace_id=f"{i:032x}", span_id=span_id, command=command,
         timestamp=start // 1_000_000, start_ns=start, end_ns=start + total, lap_ms=total / 1e6,
         other_ms=(total - 4 * quarter) / 1e6, sectors=sectors, critical_path=dict(sectors),
         critical_other_ms=(total - 4 * quarter) / 1e6, status=status,  # type: ignore[arg-type]

@@ -177,9 +177,10 @@ def timeline(lap: Lap) -> list[dict[str, Any]]:
     if lap.truncated:
         end["truncated"] = True
     out.append(_milestone(lap.end_ns, start, "Lap End", "lap", None, end))
-    # Stable: for equal times, starts come before the events that follow them, ends after.
-    rank = {"lap": 0, "sector_start": 1, "event": 2, "error": 2, "sector_end": 3}
-    out.sort(key=lambda m: (m["_ns"], 4 if m["stage"] == "Lap End" else rank[m["kind"]]))
+    # At equal times: the lap start, then events, then sector ends, then sector starts, the lap end last.
+    rank = {"event": 1, "error": 1, "sector_end": 2, "sector_start": 3}
+    out.sort(key=lambda m: (m["_ns"], (0 if m["stage"] == "Lap Start" else 4) if m["kind"] == "lap"
+                            else rank[m["kind"]]))
     for m in out:
         del m["_ns"]
     return out

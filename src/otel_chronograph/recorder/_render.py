@@ -79,13 +79,14 @@ def render_text(record: FlightRecord, comparison: Mapping[str, Any] | None = Non
     if record.error:
         err = f" (error: {record.error_message})" if record.error_message else " (error)"
     lines.append(f"  Status: {record.status}{err}")
-    if comparison and comparison.get("count"):
-        lines.append(f"  History: median {format_ms(comparison['median_ms'])}, "
-                     f"p95 {format_ms(comparison['p95_ms'])} over {comparison['count']} "
-                     f"'{record.command}' laps ({comparison['ratio']:.1f}× median)")
+    if comparison and comparison.get("count") and comparison.get("median_ms"):
+        ratio = float(comparison.get("ratio", 0.0))
+        lines.append(f"  History: median {format_ms(float(comparison['median_ms']))}, "
+                     f"p95 {format_ms(float(comparison.get('p95_ms', 0.0)))} over {comparison['count']} "
+                     f"'{record.command}' laps ({ratio:.1f}× median)")
         if comparison.get("anomaly"):
-            lines.append(f"  ANOMALY: {comparison['ratio']:.1f}× the median "
-                         f"(threshold {comparison['factor']:g}×)")
+            lines.append(f"  ANOMALY: {ratio:.1f}× the median "
+                         f"(threshold {float(comparison.get('factor', 0.0)):g}×)")
     return "\n".join(lines) + "\n"
 
 

@@ -68,7 +68,7 @@ def _parse_query(request: Request) -> tuple[int, str | None, str | None] | JSONR
     raw_n = q.get("n", "10")
     if not raw_n.isascii() or not raw_n.isdigit() or not 1 <= int(raw_n) <= MAX_N:
         return _error(400, f"n must be an integer from 1 to {MAX_N}", parameter="n")
-    status = q.get("status") or None
+    status = q.get("status")
     if status is not None and status not in STATUSES:
         return _error(400, "status must be one of GREEN, YELLOW, RED", parameter="status")
     command = q.get("command") or None
@@ -110,7 +110,9 @@ def create_app(store: FlightStore, token: str | None = _UNSET) -> Starlette:
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return _error(exc.status_code, str(exc.detail))
+        response = _error(exc.status_code, str(exc.detail))
+        response.headers.update(exc.headers or {})
+        return response
 
     async def server_error(request: Request, exc: Exception) -> Response:
         _log.error("flight recorder API: %s %s failed", request.method, request.url.path, exc_info=exc)
