@@ -54,20 +54,36 @@ def critical_path(
     Iterative (deep traces must not hit the recursion limit): walk the last-finishing child, and when a
     span has no child finishing before the cursor, its own time up to the cursor is on the path.
     """
-    by_end = {sid: sorted(kids, key=lambda k: window[k][1], reverse=True) for sid, kids in children.items()}
-    parent_of = {k: sid for sid, kids in children.items() for k in kids}
     sections: list[tuple[int, int, int]] = []
+    by_end: dict[int, list[int]] = {}
+    ptr: dict[int, int] = {}
+    parent_of: dict[int, int] = {}
     span = root_id
     cursor = window[root_id][1]
     while True:
         start = window[span][0]
-        lfc = next((k for k in by_end.get(span, ()) if window[k][1] <= cursor and window[k][1] > start), None)
-        if lfc is not None:
+        kids = by_end.get(span)
+        if kids is None:
+            kids = children.get(span) or []
+            if len(kids) > 1:
+                kids = sorted(kids, key=lambda k: window[k][1], reverse=True)
+            by_end[span] = kids
+            ptr[span] = 0
+            for k in kids:
+                parent_of[k] = span
+        # The cursor only moves back in time, so one pointer per span walks its children once.
+        i, n = ptr[span], len(kids)
+        while i < n and window[kids[i]][1] > cursor:
+            i += 1
+        if i < n:
+            lfc = kids[i]
+            ptr[span] = i + 1
             lfc_end = window[lfc][1]
             if cursor > lfc_end:
                 sections.append((span, lfc_end, cursor))
             span, cursor = lfc, lfc_end
             continue
+        ptr[span] = i
         if cursor > start:
             sections.append((span, start, cursor))
         if span == root_id:
@@ -75,8 +91,6 @@ def critical_path(
         # Back to the parent, which continues before this child's start.
         cursor = start
         span = parent_of[span]
-        # Children of the parent that end after this child's start are not before the cursor: the
-        # strict ``<=`` above with the cursor at this start keeps them out.
 
 
 def status_for(lap_ms: float, green_ms: float, yellow_ms: float) -> Status:
