@@ -108,7 +108,7 @@ class Thresholds(_Model):
 class StatusConfig(_Model):
     green_ms: NonNegFloat = 100.0
     yellow_ms: NonNegFloat = 300.0
-    on_error: StatusName | Literal["time"] = "RED"
+    on_error: Literal["GREEN", "YELLOW", "RED", "time"] = "RED"  # one Literal: errors name the plain key
     commands: dict[str, Thresholds] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -151,7 +151,7 @@ class MeterConfig(_Model):
     outbox: str = "chronograph-outbox.db"
     api_base: str | None = None
     meter_events_base: str | None = None
-    max_attempts: int = Field(12, ge=1)
+    max_attempts: int = Field(200, ge=1)  # with retry_max_s 300: about 12 hours of outage before dead-letter
     retention_days: NonNegFloat = 90.0
     shutdown_timeout_s: NonNegFloat = 10.0
     # Durability of the outbox commit on the lap's path: "normal" (WAL, survives a process crash) or

@@ -18,7 +18,8 @@ import otel_chronograph as chrono
 
 
 def main() -> None:
-    config = json.loads(open(sys.argv[1]).read())
+    with open(sys.argv[1]) as f:
+        config = json.load(f)
     completed = sys.argv[2]
     n, threads = int(sys.argv[3]), int(sys.argv[4])
     provider = TracerProvider()

@@ -41,7 +41,8 @@ def _spawn(cfg: Path, completed: Path, n: int) -> subprocess.Popen[bytes]:
 def _wait_lines(path: Path, at_least: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while len(_lines(path)) < at_least:
-        assert proc.poll() is None, f"child exited early: {proc.stderr.read().decode() if proc.stderr else ''}"
+        if proc.poll() is not None:
+            raise AssertionError(f"child exited early: {proc.stderr.read().decode() if proc.stderr else ''}")
         assert time.monotonic() < deadline, f"child did not reach {at_least} laps in {timeout}s"
         time.sleep(0.02)  # polling a file written by another process, bounded by the deadline
 
@@ -68,14 +69,14 @@ def test_sigkill_restart_with_faults_bills_each_completed_lap_exactly_once(tmp_p
             kills += 1
         # a last run that ends normally: its shutdown flush is bounded and leaves the rest for the next start
         proc = _spawn(cfg_path, completed, 400)
-        out, err = proc.communicate(timeout=60)
+        _out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err.decode()
         # faults stop; a fresh sender (next start) drains what is left, including expired leases
         fake.clear_faults()
         env = {**os.environ, "STRIPE_API_KEY": API_KEY}
-        flushed = subprocess.run([sys.executable, "-c", "from otel_chronograph._cli import main; main()", "billing", "flush", "--config",
-                                  str(cfg_path), "--timeout", "30"], env=env, capture_output=True, text=True,
-                                 timeout=60)
+        cli = [sys.executable, "-c", "from otel_chronograph._cli import main; main()"]
+        flushed = subprocess.run([*cli, "billing", "flush", "--config", str(cfg_path), "--timeout", "30"],
+                                 env=env, capture_output=True, text=True, timeout=60)
         assert flushed.returncode == 0, flushed.stdout + flushed.stderr
 
         done = _lines(completed)

@@ -98,7 +98,7 @@ def flush(config_path: str | None, outbox_path: str | None, timeout_s: float) ->
                                    "(never from the YAML file); nothing was sent, nothing was lost")
     box = _outbox(cfg, outbox_path)
     sender = Sender(box, cfg.billing.meter, StripeTransport(key, cfg.billing.meter))
-    ok = sender.shutdown(timeout_s)  # drains for at most timeout_s, then releases its leases
+    ok = sender.shutdown(timeout_s, include_leased=True)  # drains for at most timeout_s, then releases
     c = sender.counters
     st = box.status()
     click.echo(f"delivered {c.delivered}, retried {c.retried}, dead-lettered {c.dead_lettered}; "

@@ -228,15 +228,16 @@ class Sender:
         if self._fresh >= self.meter.batch_size:
             self._wake.set()
 
-    def drain(self, timeout_s: float) -> bool:
+    def drain(self, timeout_s: float, include_leased: bool = False) -> bool:
         """Deliver everything claimable (fresh and retry rows) until none is left or time runs out.
 
         True when no pending row is left that this sender could claim. Other owners' live leases are
-        left alone (they are theirs to deliver)."""
+        left alone (they are theirs to deliver) unless ``include_leased``: then wait for them to be
+        delivered or to expire (a crashed owner's) and take them over."""
         deadline = time.monotonic() + timeout_s
         while True:
             claimed = self.round()
-            if self.remaining() == 0:
+            if self.remaining(include_leased) == 0:
                 return True
             now = time.monotonic()
             if now >= deadline:
@@ -247,7 +248,7 @@ class Sender:
             wait = deadline - now if nxt is None else min(deadline - now, max(nxt - now_ms(), 5) / 1000)
             self._pause.wait(wait)
 
-    def shutdown(self, timeout_s: float | None = None) -> bool:
+    def shutdown(self, timeout_s: float | None = None, include_leased: bool = False) -> bool:
         """Stop the background loop, then drain for at most ``timeout_s`` (``meter.shutdown_timeout_s``)."""
         budget = self.meter.shutdown_timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + budget
@@ -257,7 +258,8 @@ class Sender:
             self._thread.join(max(deadline - time.monotonic(), 0.0))
         ok = False
         try:
-            ok = self.drain(max(deadline - time.monotonic(), 0.0)) if budget > 0 else self.remaining() == 0
+            left = max(deadline - time.monotonic(), 0.0)
+            ok = self.drain(left, include_leased) if budget > 0 else self.remaining(include_leased) == 0
         finally:
             try:
                 self.outbox.release(self.owner)
@@ -267,8 +269,10 @@ class Sender:
             self.transport.close()
         return ok
 
-    def remaining(self) -> int:
+    def remaining(self, include_leased: bool = False) -> int:
         """Pending rows this sender could still claim (not held by another owner's live lease)."""
+        if include_leased:
+            return self.outbox.depth()
         t = now_ms()
         row = self.outbox._conn().execute(
             "SELECT COUNT(*) FROM usage WHERE state='pending' AND (lease_until_ms<=? OR lease_owner=?)",
