@@ -14,7 +14,7 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
-from opentelemetry.sdk._configuration import _OTelSDKConfigurator
+from opentelemetry.sdk._configuration import _initialize_components, _OTelSDKConfigurator
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
@@ -50,7 +50,7 @@ class ChronographConfigurator(_OTelSDKConfigurator):
         if not config.enabled:
             super()._configure(**kwargs)  # type: ignore[no-untyped-call]
             return
-        if os.environ.get("OTEL_CONFIG_FILE"):
+        if os.environ.get("OTEL_CONFIG_FILE") and _declarative_available():
             super()._configure(**kwargs)  # type: ignore[no-untyped-call]
             self.processor = _rewrap_declarative(config)
             return
@@ -62,7 +62,9 @@ class ChronographConfigurator(_OTelSDKConfigurator):
             return _Noop()
 
         kwargs.setdefault("export_span_processor", export_processor)
-        super()._configure(**kwargs)  # type: ignore[no-untyped-call]
+        # Without the declarative-config package, OTEL_CONFIG_FILE only carries our own block: the SDK
+        # is configured from the usual OTEL_* variables instead of failing to start.
+        _initialize_components(**kwargs)
         provider = trace.get_tracer_provider()
         if not isinstance(provider, TracerProvider):  # pragma: no cover - the SDK always sets one
             _log.warning("chronograph: no SDK TracerProvider after configuration; laps are off")
@@ -70,6 +72,17 @@ class ChronographConfigurator(_OTelSDKConfigurator):
         # Built after the SDK set the MeterProvider, so instruments bind to it directly.
         self.processor = make_processor(config, exporting, None)
         provider.add_span_processor(self.processor)
+
+
+def _declarative_available() -> bool:
+    try:
+        import opentelemetry.configuration  # noqa: F401
+    except ImportError:
+        _log.warning("chronograph: OTEL_CONFIG_FILE is set but opentelemetry-configuration is not "
+                     "installed; configuring the SDK from OTEL_* variables (the distribution.chronograph "
+                     "block is still read)")
+        return False
+    return True
 
 
 def _rewrap_declarative(config: Any) -> ChronographProcessor | None:
