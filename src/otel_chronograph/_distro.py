@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import Any
 
 from opentelemetry import trace
@@ -18,7 +19,7 @@ from opentelemetry.sdk._configuration import _initialize_components, _OTelSDKCon
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
-from ._config import load_config
+from ._config import ConfigError, load_config
 from ._processor import ChronographProcessor
 from ._setup import make_processor
 
@@ -46,7 +47,16 @@ class ChronographConfigurator(_OTelSDKConfigurator):
     processor: ChronographProcessor | None = None
 
     def _configure(self, **kwargs: Any) -> None:
-        config = load_config()  # fail fast, before anything starts, with the key and file named
+        try:
+            config = load_config()  # fail fast, before anything starts, with the key and file named
+        except ConfigError as exc:
+            # Running on without the configured processor would silently lose laps and usage: stop
+            # here with the message alone (opentelemetry-instrument would log a traceback and go on).
+            sys.stderr.write(f"otel-chronograph: {exc}\n")
+            sys.stderr.flush()
+            # SystemExit inside sitecustomize is a fatal interpreter error with a traceback; nothing
+            # has started yet, so a plain exit loses nothing.
+            os._exit(2)
         if not config.enabled:
             super()._configure(**kwargs)  # type: ignore[no-untyped-call]
             return

@@ -50,17 +50,22 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -
     raise AssertionError(f"{url} not ready after {timeout}s")
 
 
-@pytest.fixture()
-def app_run(tmp_path: Path):  # type: ignore[no-untyped-def]
+@pytest.fixture(params=["CHRONOGRAPH_CONFIG", "OTEL_CONFIG_FILE"])
+def app_run(tmp_path: Path, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
     cfg = tmp_path / "chronograph.yaml"
-    cfg.write_text(CONFIG)
+    if request.param == "OTEL_CONFIG_FILE":
+        # The same block inside an OpenTelemetry config file, under distribution.chronograph.
+        body = "\n".join("    " + line for line in CONFIG.strip().splitlines()[1:])
+        cfg.write_text("file_format: '0.4'\ndistribution:\n  chronograph:\n" + body + "\n")
+    else:
+        cfg.write_text(CONFIG)
     with OTLPReceiver() as rx:
         port = _free_port()
         env = {
             **os.environ,
             "OTEL_PYTHON_DISTRO": "chronograph",
             "OTEL_PYTHON_CONFIGURATOR": "chronograph",
-            "CHRONOGRAPH_CONFIG": str(cfg),
+            request.param: str(cfg),
             "OTEL_SERVICE_NAME": "flask-under-test",
             "OTEL_EXPORTER_OTLP_ENDPOINT": rx.endpoint,
             "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
@@ -129,3 +134,39 @@ def test_server_span_arrives_annotated_with_sectors_and_metrics(app_run) -> None
                if {"key": "chronograph.command", "value": {"stringValue": "GET /score/<name>"}}
                in p["attributes"]) >= 3
     assert rx.metric("chronograph.sector.duration")
+
+
+def test_split_times_printed_with_no_trace_exporter(tmp_path: Path) -> None:
+    """`--traces_exporter none`: the processor is still installed and the display prints each lap."""
+    script = tmp_path / "cli.py"
+    script.write_text(
+        "import otel_chronograph as chrono\n"
+        "with chrono.lap('faf score', tier='pro'):\n"
+        "    with chrono.sector('init'):\n"
+        "        pass\n"
+    )
+    env = {**os.environ, "OTEL_PYTHON_DISTRO": "chronograph", "OTEL_PYTHON_CONFIGURATOR": "chronograph",
+           "CHRONOGRAPH_SPLIT_TIMES": "true", "NO_COLOR": "1"}
+    env.pop("CHRONOGRAPH_CONFIG", None)
+    out = subprocess.run(
+        [str(BIN / "opentelemetry-instrument"), "--traces_exporter", "none", "--metrics_exporter", "none",
+         sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "FAF SCORE - Chronograph" in out.stderr
+    assert "Sector 1: init" in out.stderr
+    assert "LAP TIME:" in out.stderr and "GREEN" in out.stderr
+
+
+def test_bad_config_fails_fast_with_key_and_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("chronograph:\n  status: {green_ms: -5}\n")
+    env = {**os.environ, "OTEL_PYTHON_DISTRO": "chronograph", "OTEL_PYTHON_CONFIGURATOR": "chronograph",
+           "CHRONOGRAPH_CONFIG": str(cfg)}
+    out = subprocess.run(
+        [str(BIN / "opentelemetry-instrument"), "--traces_exporter", "none", "--metrics_exporter", "none",
+         sys.executable, "-c", "print('app ran')"], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert "app ran" not in out.stdout  # the application does not start without its configured processor
+    assert "Traceback" not in out.stderr
+    assert "chronograph.status.green_ms" in out.stderr
+    assert str(cfg) in out.stderr
