@@ -18,6 +18,7 @@ MS = 1_000_000
 T0 = 1_763_762_400_123 * MS  # an arbitrary epoch time in ns, whole milliseconds
 TRACE_ID = 0x0AF7651916CD43DD8448EB211C80319C
 ROOT_ID = 0x7F8A9B0C1D2E3F40
+RESOURCE = Resource({"service.name": "svc-test"})
 
 
 def ctx(span_id: int, trace_id: int = TRACE_ID, remote: bool = False) -> SpanContext:
@@ -44,7 +45,7 @@ def mk(
         name=name,
         context=ctx(span_id, trace_id),
         parent=ctx(parent, trace_id) if parent is not None else None,
-        resource=Resource.create({"service.name": "svc-test"}),
+        resource=RESOURCE,
         attributes=dict(attributes or {}),
         events=events,
         kind=kind,
