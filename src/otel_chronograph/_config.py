@@ -287,7 +287,8 @@ def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any
         value: Any = text
         if var != "CHRONOGRAPH_TIER":
             if text.strip().lower() not in _BOOL_ENV:
-                raise ConfigError(f"environment: {var}: expected true/false, got {text!r}")
+                key = ".".join(("chronograph", *path))
+                raise ConfigError(f"environment: {var} ({key}): expected true/false, got {text!r}")
             value = _BOOL_ENV[text.strip().lower()]
         node = raw
         for part in path[:-1]:

@@ -230,10 +230,13 @@ def test_env_overrides_apply_to_files_and_the_environment_source(tmp_path: Path)
     assert cfg.display.format == "json"  # the rest of the block kept
 
 
-def test_bad_env_bool_names_the_variable() -> None:
+def test_bad_env_bool_names_the_variable_and_the_key() -> None:
     with pytest.raises(ConfigError) as info:
         load_config({}, environ={"CHRONOGRAPH_ENABLED": "maybe"})
     assert "CHRONOGRAPH_ENABLED" in str(info.value) and "'maybe'" in str(info.value)
+    assert "chronograph.enabled" in str(info.value)
+    with pytest.raises(ConfigError, match=r"CHRONOGRAPH_SPLIT_TIMES \(chronograph\.display\.split_times\)"):
+        load_config({}, environ={"CHRONOGRAPH_SPLIT_TIMES": "2"})
 
 
 def test_secrets_are_not_accepted_from_the_file(tmp_path: Path) -> None:

@@ -58,6 +58,9 @@ def test_root_reaches_the_exporter_annotated_and_other_spans_unchanged(make_harn
     assert root.context == r.get_span_context()
     assert (root.start_time, root.end_time) == (T0, T0 + 200 * MS)
     assert root.parent is None and root.kind == SpanKind.INTERNAL
+    assert root.instrumentation_scope.name == "tests.core"
+    assert root.resource is r.resource
+    assert root.status.status_code == r.status.status_code
     for name in ("init", "SELECT", "load"):
         (s,) = by_name(exported, name)
         assert not any(k.startswith("chronograph.") and k != "chronograph.sector" for k in s.attributes)
