@@ -346,3 +346,67 @@ def test_force_flush_and_shutdown_reach_the_wrapped_processors(harness: Harness)
     harness.processor.shutdown()
     harness.processor.shutdown()  # idempotent
     assert calls == ["start", "end", "flush", "shutdown"]
+
+
+# -- the deferred sink queue ------------------------------------------------------------------------
+
+
+def _some_laps(n: int) -> list[Lap]:
+    from .helpers import deriver, root
+
+    d = deriver()
+    return [d.derive(root(0, i, span_id=i + 1), []) for i in range(n)]
+
+
+def test_deferred_queue_overflow_is_counted_not_blocking() -> None:
+    import threading
+
+    from otel_chronograph._pipeline import DeferredSinks
+
+    release = threading.Event()
+    seen: list[str] = []
+
+    def slow(lap: Lap) -> None:
+        release.wait(30)
+        seen.append(lap.request_id)
+
+    q = DeferredSinks([slow], max_queue=3, batch=1)
+    laps = _some_laps(10)
+    q.put(laps[0])
+    wait_for(lambda: q.depth() == 0, what="the worker to take the first lap")  # now blocked in slow()
+    for lap in laps[1:]:
+        q.put(lap)  # returns at once even though the sink is stuck
+    assert q.depth() == 3 and q.dropped == 6
+    release.set()
+    assert q.flush(10)
+    assert seen == [lap.request_id for lap in laps[:4]]
+    q.shutdown(10)
+
+
+def test_deferred_queue_started_from_many_threads_at_once() -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from otel_chronograph._pipeline import DeferredSinks
+
+    seen: list[str] = []
+    lock = threading.Lock()
+
+    def sink(lap: Lap) -> None:
+        with lock:
+            seen.append(lap.request_id)
+
+    laps = _some_laps(64)
+    for _ in range(5):
+        q = DeferredSinks([sink], batch=8)
+        seen.clear()
+        gate = threading.Barrier(len(laps))
+
+        def put(lap: Lap, q: DeferredSinks = q, gate: threading.Barrier = gate) -> None:
+            gate.wait(10)
+            q.put(lap)
+
+        with ThreadPoolExecutor(len(laps)) as pool:
+            list(pool.map(put, laps))
+        q.shutdown(10)  # must not fail joining a worker that was not started yet
+        assert sorted(seen) == sorted(lap.request_id for lap in laps)  # each exactly once
