@@ -410,3 +410,16 @@ def test_deferred_queue_started_from_many_threads_at_once() -> None:
             list(pool.map(put, laps))
         q.shutdown(10)  # must not fail joining a worker that was not started yet
         assert sorted(seen) == sorted(lap.request_id for lap in laps)  # each exactly once
+
+
+def test_environment_overrides_reach_install(make_harness: Make, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHRONOGRAPH_TIER", "enterprise")
+    h = make_harness({"billing": {"rates": {"cmd": "0.25"}}})
+    with h.lap("cmd") as handle:
+        pass
+    assert (handle.telemetry.tier, handle.telemetry.cost) == ("enterprise", Decimal("0.50"))
+    monkeypatch.setenv("CHRONOGRAPH_ENABLED", "false")
+    off = make_harness()
+    with off.lap("cmd") as handle:
+        pass
+    assert handle.telemetry is None and off.annotated() == [] and len(off.exported()) == 1
