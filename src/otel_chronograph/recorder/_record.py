@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from .._lap import Lap, LapEvent, SectorSpan
@@ -19,12 +20,17 @@ __all__ = ["FlightRecord", "decode_lap", "encode_lap", "iso_timestamp", "share_p
 
 _NS_PER_MS = 1_000_000
 _DOC_VERSION = 1
+_ENCODE = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+
+
+@lru_cache(maxsize=4096)
+def _iso_second(seconds: int) -> str:
+    return f"{datetime.fromtimestamp(seconds, tz=timezone.utc):%Y-%m-%dT%H:%M:%S}"
 
 
 def iso_timestamp(ns: int) -> str:
     """``2026-02-20T14:32:01.000Z`` (UTC, millisecond precision) from epoch nanoseconds."""
-    dt = datetime.fromtimestamp(ns // 1_000_000_000, tz=timezone.utc)
-    return f"{dt:%Y-%m-%dT%H:%M:%S}.{(ns // _NS_PER_MS) % 1000:03d}Z"
+    return f"{_iso_second(ns // 1_000_000_000)}.{(ns // _NS_PER_MS) % 1000:03d}Z"
 
 
 def share_percent(part: float, total: float) -> float:
@@ -219,7 +225,7 @@ def encode_lap(lap: Lap) -> str:
         lap.error_message, lap.session_id, lap.service_name, lap.span_count, lap.truncated,
     ]
     try:
-        return json.dumps(doc, separators=(",", ":"))
+        return _ENCODE(doc)
     except (TypeError, ValueError):  # an attribute json can't take (e.g. bytes): stringify it
         doc[19] = [[*ev[:5], {k: _jsonable(v) for k, v in ev[5].items()}] for ev in events]
         return json.dumps(doc, separators=(",", ":"), default=str)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Any
 
 from .._lap import Lap, SectorSpan
@@ -31,6 +32,7 @@ def format_share(pct: float) -> str:
     return f"{pct:.1f}%"
 
 
+@lru_cache(maxsize=1024)
 def _label(key: str) -> str:
     unit = ""
     if key.endswith("_ms"):

@@ -101,7 +101,7 @@ class FlightRecorderApp(App[None]):
     TITLE = "chronograph flight recorder"
     CSS = "#title { padding: 0 1; } #timeline { padding: 1 2; }"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "open", "Timeline", show=True, priority=False),
+        Binding("enter", "open", "Open timeline", priority=True),
         Binding("r", "refresh", "Refresh"),
         Binding("p", "pause", "Pause/resume"),
         Binding("q", "quit", "Quit"),
@@ -127,6 +127,10 @@ class FlightRecorderApp(App[None]):
         table.add_columns("Time (UTC)", "Request", "Command", "Lap", "", "Status")
         self.action_refresh()
         self.set_interval(self.interval_s, self._tick)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # "Open timeline" only where there is a list to open from.
+        return self.screen is self.screen_stack[0] if action == "open" else True
 
     def _tick(self) -> None:
         if not self.paused and self.screen is self.screen_stack[0]:
@@ -162,6 +166,8 @@ class FlightRecorderApp(App[None]):
         self.action_refresh()
 
     def action_open(self) -> None:
+        if self.screen is not self.screen_stack[0]:
+            return
         table = self.query_one("#laps", DataTable)
         if table.row_count:
             self.open_record(self.rows[table.cursor_row]["id"])
