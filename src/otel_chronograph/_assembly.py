@@ -33,6 +33,7 @@ class PendingLap:
     command: str | None
     parent: PendingLap | None
     open_ids: set[int] = field(default_factory=set)
+    dropped_ids: set[int] = field(default_factory=set)
     spans: list[ReadableSpan] = field(default_factory=list)
     root: ReadableSpan | None = None
     deadline_ns: int = 0
@@ -80,6 +81,7 @@ class Assembler:
         self._pending: OrderedDict[int, PendingLap] = OrderedDict()
         self._evicted_roots: OrderedDict[int, str | None] = OrderedDict()
         self._waiting_grace: dict[int, PendingLap] = {}
+        self._dropped: dict[int, PendingLap] = {}  # open spans not kept, so their children count too
         self._lock = threading.Lock()
         self._on_evict = on_evict
         self.stats = AssemblyStats()
@@ -105,15 +107,20 @@ class Assembler:
             return
         sid = ctx.span_id
         parent = span.parent
-        owner = self._owner.get(parent.span_id) if parent is not None and not parent.is_remote else None
+        parent_id = parent.span_id if parent is not None and not parent.is_remote else None
+        owner = self._owner.get(parent_id) if parent_id is not None else None
         is_lap, command = self.is_lap_root(span.name, span.kind, span.attributes, parent)
         if not is_lap and owner is None:
+            if self._dropped and parent_id is not None:
+                with self._lock:
+                    under = self._dropped.get(parent_id)
+                    if under is not None:
+                        self._drop(under, sid)
             return
         with self._lock:
             if owner is not None:
                 if owner.done or len(owner.open_ids) >= self._max_spans:
-                    owner.dropped += 1
-                    self.stats.dropped_spans += 1
+                    self._drop(owner, sid)
                     if not is_lap:
                         return
                 else:
@@ -136,6 +143,11 @@ class Assembler:
         with self._lock:
             pending = self._owner.pop(sid, None)
             if pending is None:
+                if self._dropped:
+                    under = self._dropped.pop(sid, None)
+                    if under is not None:
+                        under.dropped_ids.discard(sid)
+                        return False, []
                 if not self._evicted_roots:
                     return False, []
                 command = self._evicted_roots.pop(sid, _NOT_EVICTED)
@@ -184,13 +196,28 @@ class Assembler:
 
     # -- under the lock -------------------------------------------------------------------------
 
+    def _drop(self, owner: PendingLap, sid: int) -> None:
+        """Count a span the lap can't keep; remember it (bounded) so its descendants are counted too."""
+        owner.dropped += 1
+        self.stats.dropped_spans += 1
+        if not owner.done and len(owner.dropped_ids) < self._max_spans:
+            owner.dropped_ids.add(sid)
+            self._dropped[sid] = owner
+
+    def _forget(self, pending: PendingLap) -> None:
+        """Drop every index entry that points at a lap that is complete or evicted."""
+        for oid in pending.open_ids:
+            self._owner.pop(oid, None)
+        pending.open_ids.clear()
+        for did in pending.dropped_ids:
+            self._dropped.pop(did, None)
+        pending.dropped_ids.clear()
+
     def _complete(self, pending: PendingLap) -> list[Completed]:
         pending.done = True
         self._pending.pop(pending.root_id, None)
         late = len(pending.open_ids)
-        for oid in pending.open_ids:
-            self._owner.pop(oid, None)
-        pending.open_ids.clear()
+        self._forget(pending)
         self.stats.late_spans += late
         root = pending.root
         assert root is not None
@@ -218,10 +245,10 @@ class Assembler:
         del self._pending[rid]
         pending.done = True
         self._owner.pop(rid, None)
-        for oid in pending.open_ids:
-            self._owner.pop(oid, None)
-        pending.open_ids.clear()
+        self._forget(pending)
         pending.spans.clear()
+        if pending.parent is not None:  # a nested lap: its outer lap must not wait for it
+            pending.parent.open_ids.discard(rid)
         self._evicted_roots[rid] = pending.command
         while len(self._evicted_roots) > self._max_pending:
             self._evicted_roots.popitem(last=False)

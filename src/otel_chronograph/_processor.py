@@ -76,6 +76,7 @@ class ChronographProcessor(SpanProcessor):
         self.deferred = DeferredSinks(deferred)
         self.failures = [0]
         self.laps_derived = 0
+        self._count_lock = threading.Lock()
         self._evict_logged = False
         self._shutdown = False
         self._sweeper: threading.Thread | None = None
@@ -177,7 +178,8 @@ class ChronographProcessor(SpanProcessor):
             log_once("derive", "chronograph failed to derive a lap; its root is exported unannotated")
             self._forward(c.root)
             return
-        self.laps_derived += 1
+        with self._count_lock:
+            self.laps_derived += 1
         handle = _api.waiting_handle(c.root.context.span_id) if c.root.context else None
         call_safely(self.sinks, lap, self.failures)
         if handle is not None:

@@ -246,3 +246,35 @@ def test_span_cap_counts_spans_dropped_at_start() -> None:
     assert len(done[0].spans) == 2
     assert a.stats.dropped_spans == 3
     assert done[0].truncated
+
+
+def test_span_cap_counts_descendants_of_dropped_spans_and_forgets_them() -> None:
+    a = asm(max_spans=1)
+    r = root(span_id=1)
+    a.start(r)
+    kept = mk("kept", 10, 1, 1, 2)
+    dropped = mk("dropped", 11, 1, 1, 5)
+    grandchild = mk("grandchild", 12, 11, 2, 3)
+    for s in (kept, dropped, grandchild):
+        a.start(s)
+    assert a.stats.dropped_spans == 2  # the dropped span and, through it, its child
+    for s in (grandchild, dropped, kept):
+        a.end(s)
+    _, done = a.end(r)
+    assert [s.name for s in done[0].spans] == ["kept"]
+    assert done[0].truncated
+    assert a._dropped == {} and a._owner == {}  # nothing left behind for the finished lap
+
+
+def test_evicted_nested_lap_does_not_hold_its_outer_lap_open() -> None:
+    a = asm(max_pending=2, grace_ms=50)
+    outer = root(span_id=1)
+    inner = mk("inner", 2, 1, 10, 20, attributes={"chronograph.lap": True})
+    a.start(outer)
+    a.start(inner)
+    assert a.end(outer) == (True, [])  # outer waits (grace) for the still-open inner lap
+    a.start(root(span_id=3))  # over the limit: inner is the oldest lap whose root has not ended
+    assert a.stats.evicted == 1
+    done = a.expire(everything=True)
+    assert [c.root for c in done] == [outer]
+    assert done[0].late == 0  # the evicted inner lap is not counted as a late span of the outer
