@@ -86,9 +86,9 @@ def test_concurrent_laps_in_threads_each_get_their_own_record() -> None:
         def work(worker: int) -> None:
             start.wait()
             for j in range(10):
-                with chrono.lap("faf score", session_id=f"conv-{worker}", tracer_provider=p) as lap:
-                    with chrono.sector("init", tracer_provider=p):
-                        lap.event("Marker", worker=worker, j=j)
+                with chrono.lap("faf score", session_id=f"conv-{worker}", tracer_provider=p) as lap, \
+                        chrono.sector("init", tracer_provider=p):
+                    lap.event("Marker", worker=worker, j=j)
                 with lock:
                     ids[lap.request_id] = worker * 100 + j
 
@@ -111,10 +111,10 @@ def test_concurrent_laps_in_threads_each_get_their_own_record() -> None:
 async def test_concurrent_laps_in_asyncio_tasks_each_get_their_own_record() -> None:
     with recording() as (p, proc, rec):
         async def request(k: int) -> str:
-            async with chrono.lap("faf chat", session_id=f"conv-{k}", tracer_provider=p) as lap:
-                async with chrono.sector("backend", tracer_provider=p):
-                    await asyncio.sleep(0)  # yield so that the tasks interleave
-                    lap.event("Response Received", k=k)
+            async with chrono.lap("faf chat", session_id=f"conv-{k}", tracer_provider=p) as lap, \
+                    chrono.sector("backend", tracer_provider=p):
+                await asyncio.sleep(0)  # yield so that the tasks interleave
+                lap.event("Response Received", k=k)
             return str(lap.request_id)
 
         ids = await asyncio.gather(*(request(k) for k in range(50)))

@@ -45,10 +45,10 @@ def test_memory_store_lookups_by_request_or_trace_id_and_filters() -> None:
 
 def test_recorder_records_survive_a_restart(tmp_path: Path) -> None:
     db = tmp_path / "flight.db"
-    with recording(persistent=True, path=str(db)) as (p, proc, rec):
-        with chrono.lap("faf score", session_id="conv-9", tracer_provider=p) as lap:
-            with chrono.sector("init", tracer_provider=p):
-                lap.event("Embedding Classifier", confidence=0.92)
+    with recording(persistent=True, path=str(db)) as (p, proc, _rec):
+        with chrono.lap("faf score", session_id="conv-9", tracer_provider=p) as lap, \
+                chrono.sector("init", tracer_provider=p):
+            lap.event("Embedding Classifier", confidence=0.92)
         proc.force_flush()
     # journal mode is WAL, the table is there
     with sqlite3.connect(db) as conn:
