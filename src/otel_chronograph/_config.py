@@ -231,14 +231,25 @@ _ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
 }
 
 
+_UNION_TAGS = {"str", "int", "float", "bool", "none"}
+
+
 def _format_error(err: ValidationError, origin: str) -> str:
-    lines = []
+    """One line per bad key; a union's per-member failures fold into one line with every reason."""
+    by_key: dict[str, list[str]] = {}
     for e in err.errors():
-        key = ".".join(["chronograph", *(str(p) for p in e["loc"])])
+        parts = [str(p) for p in e["loc"]]
+        # pydantic adds union member tags ("str", "literal['a']", "function-after[...]") to the location
+        while parts and (parts[-1] in _UNION_TAGS or "[" in parts[-1]):
+            parts.pop()
+        key = ".".join(["chronograph", *parts])
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
-        lines.append(f"{origin}: {key}: {msg}")
+        reasons = by_key.setdefault(key, [])
+        if msg not in reasons:
+            reasons.append(msg)
+    lines = [f"{origin}: {key}: {' or '.join(msgs)}" for key, msgs in by_key.items()]
     return "invalid chronograph configuration:\n  " + "\n  ".join(lines)
 
 
