@@ -399,13 +399,16 @@ exporters:
 
 def start_jaeger(workdir: Path, timeout: float = DEFAULT_START_TIMEOUT) -> Jaeger:
     workdir.mkdir(parents=True, exist_ok=True)
-    names = ["otlp_grpc", "otlp_http", "query_http", "query_grpc", "health"]
+    names = ["otlp_grpc", "otlp_http", "query_http", "query_grpc", "health", "unused"]
     ports = dict(zip(names, free_ports(len(names)), strict=True))
     config = write_jaeger_config(workdir / "jaeger.yaml", ports)
     peer = Jaeger(
         name="jaeger",
         argv=[str(jaeger_binary()), "--config", str(config)],
         workdir=workdir,
+        # Jaeger's internal tracer otherwise dials the OTel SDK default localhost:4317, which may be
+        # another Collector on this machine: point it at a port where nothing listens.
+        env={"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{ports['unused']}", "OTEL_TRACES_EXPORTER": "none"},
         ports=ports,
     )
     peer.start()

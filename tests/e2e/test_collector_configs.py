@@ -47,3 +47,32 @@ def test_manifest_lists_exactly_the_components_used(collector_bin: Path) -> None
             built.add((kind, entry["name"]))
     assert used <= built, f"used but not built: {sorted(used - built)}"
     assert built <= used, f"built but unused (remove from peers/otelcol-builder.yaml): {sorted(built - used)}"
+
+
+@pytest.mark.e2e
+def test_file_export_writes_otlp_json(tmp_path: Path, collector_bin: Path) -> None:
+    """file-export.yaml really writes OTLP/JSON lines for traces and metrics."""
+    import json
+
+    from otlp_push import ChronographTelemetry
+
+    collector = peers.start_collector(tmp_path, "file-export.yaml")
+    try:
+        telemetry = ChronographTelemetry(collector.otlp_grpc_endpoint, service_name="file-export-check")
+        trace_id = telemetry.lap_trace()
+        telemetry.record_laps(1)
+        telemetry.flush()
+        export = tmp_path / "otel-export"
+
+        def written() -> bool:
+            traces = export / "traces.jsonl"
+            metrics = export / "metrics.jsonl"
+            return (traces.exists() and trace_id in traces.read_text().lower()
+                    and metrics.exists() and "chronograph.lap.duration" in metrics.read_text())
+
+        peers.wait_until(written, 30, "traces.jsonl and metrics.jsonl", on_poll=collector.check_alive)
+        first = (export / "traces.jsonl").read_text().splitlines()[0]
+        assert "resourceSpans" in json.loads(first)
+        telemetry.shutdown()
+    finally:
+        collector.stop()
