@@ -128,8 +128,11 @@ class BillingSink:
         elif rec.state == DEAD:
             with self._lock:
                 self.no_customer += 1
-            _log.warning("chronograph billing: lap %s (%s) has no customer: dead-lettered",
-                         lap.request_id, lap.command)
+                first = self.no_customer == 1
+            if first:  # once per process; every such row is visible in `chronograph billing status`
+                _log.warning("chronograph billing: lap %s (%s) has no customer: dead-lettered with reason "
+                             "'no customer' (further ones are counted, see `chronograph billing status`)",
+                             lap.request_id, lap.command)
         else:
             self.skipped += 1
 
