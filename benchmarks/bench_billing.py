@@ -62,10 +62,10 @@ def laps(provider: TracerProvider, n: int) -> float:
     return (time.perf_counter() - t0) / (n * 5) * 1e6  # µs per span
 
 
-def config(billing: bool, outbox: str, url: str) -> dict[str, object]:
+def config(billing: bool, outbox: str, url: str, api: str = "v1") -> dict[str, object]:
     return {"display": {"split_times": False}, "recorder": {"enabled": False},
             "billing": {"enabled": billing, "rates": {"faf score": "0.001"},
-                        "meter": {"outbox": outbox, "api_base": url, "meter_events_base": url,
+                        "meter": {"outbox": outbox, "api": api, "api_base": url, "meter_events_base": url,
                                   "flush_interval_s": 1.0, "batch_size": 100}}}
 
 
@@ -76,14 +76,18 @@ def bench_lap_path(url: str, tmp: Path, n: int, runs: int) -> None:
     commit = chrono.install(commit_p, config=config(True, str(tmp / "commit.db"), url))
     os.environ["STRIPE_API_KEY"] = KEY  # "on": the outbox row plus background delivery to the fake Stripe
     on = chrono.install(on_p, config=config(True, str(tmp / "on.db"), url))
-    for p in (off_p, commit_p, on_p):
+    v2_p = TracerProvider()
+    v2 = chrono.install(v2_p, config=config(True, str(tmp / "v2.db"), url, api="v2"))
+    for p in (off_p, commit_p, on_p, v2_p):
         laps(p, 200)  # warm-up
-    res: dict[str, list[float]] = {"off": [], "commit": [], "on": []}
+    res: dict[str, list[float]] = {"off": [], "commit": [], "on": [], "v2": []}
     for _ in range(runs):
         res["off"].append(laps(off_p, n))
         res["commit"].append(laps(commit_p, n))
         res["on"].append(laps(on_p, n))
+        res["v2"].append(laps(v2_p, n))
     on.shutdown()
+    v2.shutdown()
     commit.shutdown()
     off.shutdown()
     st = Outbox(tmp / "on.db").status()
@@ -93,9 +97,11 @@ def bench_lap_path(url: str, tmp: Path, n: int, runs: int) -> None:
     print(f"  billing on, outbox commit only    {med['commit']:7.1f} µs/span   ratio "
           f"{statistics.median([c / o for c, o in zip(res['commit'], res['off'], strict=True)]):.3f}"
           "  (target ≤ 1.25)")
-    print(f"  billing on, + background delivery {med['on']:7.1f} µs/span   ratio "
+    print(f"  billing on, + v1 delivery         {med['on']:7.1f} µs/span   ratio "
           f"{statistics.median([c / o for c, o in zip(res['on'], res['off'], strict=True)]):.3f}"
           f"  (delivered {st.delivered}, pending {st.pending})")
+    print(f"  billing on, + v2 stream delivery  {med['v2']:7.1f} µs/span   ratio "
+          f"{statistics.median([c / o for c, o in zip(res['v2'], res['off'], strict=True)]):.3f}")
 
 
 def bench_delivery(url: str, tmp: Path, api: str, n: int, runs: int) -> None:
