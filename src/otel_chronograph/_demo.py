@@ -19,8 +19,7 @@ from typing import Any
 
 import click
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from ._api import lap, sector
@@ -42,12 +41,17 @@ _COMMANDS = ("faf score", "faf enhance", "faf championship")
 _TIERS = ("free", "pro", "pro", "enterprise")
 
 
-def _config_from_env() -> ChronographConfig:
+def _config_from_env(db: str | None = None) -> ChronographConfig:
     import os
 
     if os.environ.get("CHRONOGRAPH_CONFIG") or os.environ.get("OTEL_CONFIG_FILE"):
-        return load_config()
-    return load_config(DEMO_CONFIG)
+        cfg = load_config()
+    else:
+        cfg = load_config(DEMO_CONFIG)
+    if db is not None:
+        recorder = cfg.recorder.model_copy(update={"enabled": True, "persistent": True, "path": db})
+        cfg = cfg.model_copy(update={"recorder": recorder})
+    return cfg
 
 
 def _auto_instrumented() -> ChronographProcessor | None:
@@ -120,12 +124,12 @@ def _summary(laps: list[Lap]) -> str:
 
 
 def run_demo(laps: int = 12, speed: float = 1.0, seed: int = 7, as_json: bool = False,
-             exporter: str = "none") -> list[Lap]:
+             exporter: str = "none", db: str | None = None) -> list[Lap]:
     """Run the workload; print split times per lap and a summary. Returns the derived laps."""
     rng = random.Random(seed)
-    db = sqlite3.connect(":memory:")
-    db.execute("CREATE TABLE rules (name TEXT, weight REAL)")
-    db.executemany("INSERT INTO rules VALUES (?, ?)", [(f"rule{n}", n / 50) for n in range(50)])
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE rules (name TEXT, weight REAL)")
+    conn.executemany("INSERT INTO rules VALUES (?, ?)", [(f"rule{n}", n / 50) for n in range(50)])
     processor = _auto_instrumented()
     provider: TracerProvider | None = None
     own: ChronographProcessor | None = None
@@ -140,12 +144,12 @@ def run_demo(laps: int = 12, speed: float = 1.0, seed: int = 7, as_json: bool = 
             from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
             exporting.append(BatchSpanProcessor(ConsoleSpanExporter()))
-        own = install(provider, span_processors=exporting, config=_config_from_env())
+        own = install(provider, span_processors=exporting, config=_config_from_env(db))
     display = SplitTimeDisplay(DisplayConfig(split_times=True, format="json" if as_json else "text",
                                              stream="stdout"))
     derived: list[Lap] = []
     for i in range(laps):
-        telemetry, data = _one_lap(i, rng, speed, db, provider)
+        telemetry, data = _one_lap(i, rng, speed, conn, provider)
         if telemetry is None:  # chronograph disabled: the work still ran
             continue
         derived.append(telemetry)
@@ -155,6 +159,9 @@ def run_demo(laps: int = 12, speed: float = 1.0, seed: int = 7, as_json: bool = 
             display(telemetry)
     if not as_json:
         sys.stdout.write(_summary(derived))
+        if db is not None and own is not None:
+            sys.stdout.write(f"\nflight records in {db}: chronograph laps --db {db}; "
+                             f"chronograph show <request id> --db {db}\n")
     sys.stdout.flush()
     if own is not None:
         own.shutdown()
@@ -171,11 +178,13 @@ def run_demo(laps: int = 12, speed: float = 1.0, seed: int = 7, as_json: bool = 
 @click.option("--json", "as_json", is_flag=True, help="One v3 JSON response per lap instead of tables.")
 @click.option("--exporter", type=click.Choice(["none", "console", "otlp"]), default="none",
               show_default=True, help="Where spans go when not under opentelemetry-instrument.")
-def demo_command(laps: int, speed: float, seed: int, as_json: bool, exporter: str) -> None:
+@click.option("--db", type=click.Path(dir_okay=False), default=None,
+              help="Also keep the flight records in this SQLite file (for laps/show/serve/tui).")
+def demo_command(laps: int, speed: float, seed: int, as_json: bool, exporter: str, db: str | None) -> None:
     """Run a CLI-style workload under chronograph and print split times and a summary."""
     from ._config import ConfigError
 
     try:
-        run_demo(laps, speed, seed, as_json, exporter)
+        run_demo(laps, speed, seed, as_json, exporter, db)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
