@@ -46,7 +46,6 @@ def test_claims_are_exclusive_across_connections(tmp_path: Path) -> None:
         t.join(60)
     flat = [i for g in got for i in g]
     assert len(flat) == 400 and len(set(flat)) == 400
-    assert sum(1 for g in got if g) >= 2
 
 
 def test_state_moves_and_retention(tmp_path: Path) -> None:
