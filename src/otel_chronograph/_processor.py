@@ -218,6 +218,15 @@ class ChronographProcessor(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         ok = self.deferred.flush(timeout_millis / 1000)
+        for sink in self.sinks:  # e.g. the billing outbox: deliver what is pending now
+            flush = getattr(sink, "flush", None)
+            if callable(flush):
+                try:
+                    ok = flush(timeout_millis / 1000) is not False and ok
+                except Exception:
+                    self.failures[0] += 1
+                    log_once("sink-flush", "chronograph sink failed to flush")
+                    ok = False
         for p in self._next:
             ok = p.force_flush(timeout_millis) and ok
         return ok
