@@ -22,11 +22,12 @@
 # Exit status is non-zero, with a message naming the peer, if any peer cannot be provided.
 set -euo pipefail
 
-OCB_VERSION="v0.155.0"
+# The PEERS_*_VERSION variables exist to try another version; the pins are the defaults here.
+OCB_VERSION="${PEERS_OCB_VERSION:-v0.155.0}"
 JAEGER_MODULE="github.com/jaegertracing/jaeger"
-JAEGER_VERSION="v1.76.0"          # = Jaeger v2.13.0
+JAEGER_VERSION="${PEERS_JAEGER_VERSION:-v1.76.0}"          # = Jaeger v2.13.0
 STRIPE_MOCK_MODULE="github.com/stripe/stripe-mock"
-STRIPE_MOCK_VERSION="v0.203.0"
+STRIPE_MOCK_VERSION="${PEERS_STRIPE_MOCK_VERSION:-v0.203.0}"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MANIFEST="$ROOT/peers/otelcol-builder.yaml"
@@ -107,17 +108,19 @@ build_otelcol() {
     log "otelcol: generating sources with ocb"
     (cd "$work" && "$ocb_bin" --config "$work/manifest.yaml" --skip-get-modules --skip-compilation) \
         || { rm -rf "$work"; return 1; }
+    # (errexit does not apply inside a function called from `if !`, hence the explicit checks)
     (
-        set -e
-        cd "$work/dist"
-        go mod init go.opentelemetry.io/collector/cmd/otelcol-chronograph >/dev/null 2>&1
-        grep -E '^\s*- gomod:' "$MANIFEST" | sed -E 's/^\s*- gomod:\s*//; s/\s+#.*$//' | while read -r mod ver; do
-            go mod edit -require="$mod@$ver"
-        done
+        cd "$work/dist" || exit 1
+        go mod init go.opentelemetry.io/collector/cmd/otelcol-chronograph >/dev/null 2>&1 || exit 1
+        grep -E '^\s*- gomod:' "$MANIFEST" | sed -E 's/^\s*- gomod:\s*//; s/\s+#.*$//' > "$work/gomods.txt"
+        [ -s "$work/gomods.txt" ] || { log "otelcol: no gomod entries in $MANIFEST"; exit 1; }
+        while read -r mod ver; do
+            go mod edit -require="$mod@$ver" || exit 1
+        done < "$work/gomods.txt"
         go mod edit -require="go.opentelemetry.io/collector/otelcol@$OTELCOL_CORE_VERSION" \
-                    -require="go.opentelemetry.io/collector/service@$OTELCOL_CORE_VERSION"
+                    -require="go.opentelemetry.io/collector/service@$OTELCOL_CORE_VERSION" || exit 1
         log "otelcol: go build (downloads modules and compiles; this is the slow part)"
-        go build -mod=mod -trimpath -ldflags "-s -w" -o "$out" .
+        go build -mod=mod -trimpath -ldflags "-s -w" -o "$out" . || exit 1
     ) || { rm -rf "$work"; return 1; }
     rm -rf "$work"
     "$out" --version >/dev/null || return 1
@@ -130,7 +133,7 @@ build_jaeger() {
     # download the pinned module from the proxy and build ./cmd/jaeger inside it.
     dir="$(go mod download -json "$JAEGER_MODULE@$JAEGER_VERSION" | sed -n 's/^\s*"Dir": "\(.*\)",\?$/\1/p')"
     [ -n "$dir" ] && [ -d "$dir" ] || { log "jaeger: go mod download failed"; return 1; }
-    (cd "$dir" && go build -trimpath -o "$out" ./cmd/jaeger) || return 1
+    (cd "$dir" && go build -trimpath -ldflags "-s -w" -o "$out" ./cmd/jaeger) || return 1
     "$out" version >/dev/null 2>&1 || "$out" --help >/dev/null 2>&1 || return 1
 }
 
