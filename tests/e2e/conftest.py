@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import peers  # noqa: E402
+import peers
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -73,7 +73,9 @@ def peer_stack(
 
 
 @pytest.fixture()
-def stripe_mock(tmp_path_factory: pytest.TempPathFactory, stripe_mock_bin: Path) -> Iterator[peers.StripeMock]:
+def stripe_mock(
+    tmp_path_factory: pytest.TempPathFactory, stripe_mock_bin: Path
+) -> Iterator[peers.StripeMock]:
     peer = peers.start_stripe_mock(tmp_path_factory.mktemp("stripe-mock"))
     try:
         yield peer

@@ -53,23 +53,37 @@ class ChronographTelemetry:
         self.meter_provider = MeterProvider(resource=resource, metric_readers=[self.reader])
         self.tracer_provider = TracerProvider(resource=resource)
         self.tracer_provider.add_span_processor(
-            BatchSpanProcessor(OTLPSpanExporter(endpoint=f"http://{self.endpoint}", insecure=True), schedule_delay_millis=200)
+            BatchSpanProcessor(
+                OTLPSpanExporter(endpoint=f"http://{self.endpoint}", insecure=True), schedule_delay_millis=200
+            )
         )
         meter = self.meter_provider.get_meter("otel_chronograph")
-        self.lap_duration = meter.create_histogram("chronograph.lap.duration", unit="ms", description="Lap time")
+        self.lap_duration = meter.create_histogram(
+            "chronograph.lap.duration", unit="ms", description="Lap time"
+        )
         self.sector_duration = meter.create_histogram(
             "chronograph.sector.duration", unit="ms", description="Sector time within a lap"
         )
         self.cost = meter.create_counter("chronograph.cost", description="Usage cost of laps")
-        self.evicted = meter.create_counter("chronograph.evicted_traces", description="Traces evicted before completion")
+        self.evicted = meter.create_counter(
+            "chronograph.evicted_traces", description="Traces evicted before completion"
+        )
         self.delivered = meter.create_counter("chronograph.outbox.delivered", description="Outbox deliveries")
-        self.dead_lettered = meter.create_counter("chronograph.outbox.dead_lettered", description="Outbox failures")
+        self.dead_lettered = meter.create_counter(
+            "chronograph.outbox.dead_lettered", description="Outbox failures"
+        )
         self.retried = meter.create_counter("chronograph.outbox.retried", description="Outbox retries")
         meter.create_observable_gauge(
-            "chronograph.pending_traces", callbacks=[self._observe_pending], unit="1", description="Traces awaiting completion"
+            "chronograph.pending_traces",
+            callbacks=[self._observe_pending],
+            unit="1",
+            description="Traces awaiting completion",
         )
         meter.create_observable_gauge(
-            "chronograph.outbox.depth", callbacks=[self._observe_depth], unit="{entry}", description="Outbox entries not delivered yet"
+            "chronograph.outbox.depth",
+            callbacks=[self._observe_depth],
+            unit="{entry}",
+            description="Outbox entries not delivered yet",
         )
         self.tracer = self.tracer_provider.get_tracer("otel_chronograph")
 
@@ -87,20 +101,24 @@ class ChronographTelemetry:
                 status = "GREEN" if lap_ms < 100 else ("YELLOW" if lap_ms < 300 else "RED")
                 tier = "pro" if i % 2 else "free"
                 self.lap_duration.record(
-                    lap_ms, {"chronograph.command": command, "chronograph.status": status, "chronograph.tier": tier}
+                    lap_ms,
+                    {"chronograph.command": command, "chronograph.status": status, "chronograph.tier": tier},
                 )
                 for j, sector in enumerate(SECTORS):
                     self.sector_duration.record(
                         lap_ms / (j + 2), {"chronograph.command": command, "chronograph.sector": sector}
                     )
-                self.cost.add(0.001 if tier == "pro" else 0.0, {"chronograph.command": command, "chronograph.tier": tier})
+                self.cost.add(
+                    0.001 if tier == "pro" else 0.0,
+                    {"chronograph.command": command, "chronograph.tier": tier},
+                )
         self.evicted.add(1, {"chronograph.reason": "max_pending_traces"})
         self.delivered.add(n)
         self.dead_lettered.add(1)
         self.retried.add(2)
 
     def lap_trace(self, command: str = "faf score") -> str:
-        """One lap: a SERVER root with chronograph attributes and four sector children. Returns the trace id."""
+        """One lap: a SERVER root with chronograph attributes and 4 sector children; returns the trace id."""
         with self.tracer.start_as_current_span(
             command,
             kind=SpanKind.SERVER,

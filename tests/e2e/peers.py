@@ -114,7 +114,7 @@ def http_get(url: str, timeout: float = 5.0, headers: Mapping[str, str] | None =
     """GET ``url``; returns (status, body). HTTP errors are returned, not raised."""
     req = urllib.request.Request(url, headers=dict(headers or {}))
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - local test URLs
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
@@ -206,7 +206,9 @@ class Peer:
                 f"{self.log_tail()}"
             )
 
-    def wait_http_ok(self, url: str, timeout: float = DEFAULT_START_TIMEOUT, ok: Callable[[int], bool] | None = None) -> None:
+    def wait_http_ok(
+        self, url: str, timeout: float = DEFAULT_START_TIMEOUT, ok: Callable[[int], bool] | None = None
+    ) -> None:
         accept = ok or (lambda status: 200 <= status < 300)
 
         def ready() -> bool:
@@ -336,7 +338,9 @@ def flatten_otlp_spans(traces_data: Mapping[str, Any]) -> list[dict[str, Any]]:
         resource = otlp_attributes((rs.get("resource") or {}).get("attributes"))
         for ss in rs.get("scopeSpans") or []:
             for span in ss.get("spans") or []:
-                spans.append({**span, "_resource": resource, "_attributes": otlp_attributes(span.get("attributes"))})
+                spans.append(
+                    {**span, "_resource": resource, "_attributes": otlp_attributes(span.get("attributes"))}
+                )
     return spans
 
 
@@ -408,7 +412,10 @@ def start_jaeger(workdir: Path, timeout: float = DEFAULT_START_TIMEOUT) -> Jaege
         workdir=workdir,
         # Jaeger's internal tracer otherwise dials the OTel SDK default localhost:4317, which may be
         # another Collector on this machine: point it at a port where nothing listens.
-        env={"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{ports['unused']}", "OTEL_TRACES_EXPORTER": "none"},
+        env={
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{ports['unused']}",
+            "OTEL_TRACES_EXPORTER": "none",
+        },
         ports=ports,
     )
     peer.start()
@@ -447,7 +454,9 @@ class Collector(Peer):
         return body.decode()
 
 
-def collector_env(ports: Mapping[str, int], jaeger_otlp_grpc: str | None, export_dir: Path | None) -> dict[str, str]:
+def collector_env(
+    ports: Mapping[str, int], jaeger_otlp_grpc: str | None, export_dir: Path | None
+) -> dict[str, str]:
     """Environment variables understood by the configs in collector-config/."""
     env = {
         "OTELCOL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{ports['otlp_grpc']}",
@@ -659,7 +668,9 @@ def start_stripe_mock(workdir: Path, timeout: float = DEFAULT_START_TIMEOUT) -> 
 class PeerStack:
     """Jaeger + Collector (a collector-config/ file, default gateway.yaml) + Prometheus scraping it."""
 
-    def __init__(self, workdir: Path, collector_config: str | Path = "gateway.yaml", scrape_interval: str = "1s"):
+    def __init__(
+        self, workdir: Path, collector_config: str | Path = "gateway.yaml", scrape_interval: str = "1s"
+    ):
         self.workdir = Path(workdir)
         self.collector_config = collector_config
         self.scrape_interval = scrape_interval
@@ -671,19 +682,27 @@ class PeerStack:
         try:
             self.jaeger = start_jaeger(self.workdir / "jaeger")
             self.collector = start_collector(
-                self.workdir / "otelcol", self.collector_config, jaeger_otlp_grpc=self.jaeger.otlp_grpc_endpoint
+                self.workdir / "otelcol",
+                self.collector_config,
+                jaeger_otlp_grpc=self.jaeger.otlp_grpc_endpoint,
             )
             self.prometheus = start_prometheus(
                 self.workdir / "prometheus", [self.collector.prometheus_endpoint], self.scrape_interval
             )
-            wait_until(self.prometheus.targets_up, DEFAULT_START_TIMEOUT, "prometheus scrape target up",
-                       on_poll=self.prometheus.check_alive)
+            wait_until(
+                self.prometheus.targets_up,
+                DEFAULT_START_TIMEOUT,
+                "prometheus scrape target up",
+                on_poll=self.prometheus.check_alive,
+            )
         except BaseException:
             self.stop()
             raise
         return self
 
-    def otel_env(self, service_name: str = "chronograph-demo", metric_export_ms: int = 1000) -> dict[str, str]:
+    def otel_env(
+        self, service_name: str = "chronograph-demo", metric_export_ms: int = 1000
+    ) -> dict[str, str]:
         """Environment for an instrumented app exporting OTLP/gRPC to the Collector."""
         assert self.collector is not None
         return {

@@ -81,7 +81,15 @@ def _regex(values: Sequence[str] | None) -> str:
     return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
 
 
-_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000, "y": 31_536_000_000}
+_UNITS_MS = {
+    "ms": 1,
+    "s": 1000,
+    "m": 60_000,
+    "h": 3_600_000,
+    "d": 86_400_000,
+    "w": 604_800_000,
+    "y": 31_536_000_000,
+}
 
 
 def _duration_ms(duration: str) -> int:
@@ -145,7 +153,9 @@ def dashboard_queries(
     return queries
 
 
-def variable_queries(files: Sequence[Path] | None = None, substitutions: Substitutions | None = None) -> list[str]:
+def variable_queries(
+    files: Sequence[Path] | None = None, substitutions: Substitutions | None = None
+) -> list[str]:
     """The template variables' ``label_values(selector, label)`` turned into PromQL selectors.
 
     (``label_values(metric{...}, label)`` has data when ``metric{...}`` has; Grafana runs it
@@ -166,7 +176,7 @@ def variable_queries(files: Sequence[Path] | None = None, substitutions: Substit
 
 
 def has_data(data: Mapping[str, Any], finite: bool = True) -> bool:
-    """True when a Prometheus query ``data`` object holds at least one sample (finite unless ``finite=False``)."""
+    """True when a Prometheus query ``data`` holds a sample (a finite one unless ``finite=False``)."""
     result_type = data.get("resultType")
     result = data.get("result")
     values: list[str] = []
@@ -188,7 +198,9 @@ def main(argv: list[str]) -> int:
     url = argv[1] if len(argv) > 1 else "http://127.0.0.1:9090"
     failed = 0
     for q in dashboard_queries():
-        with urllib.request.urlopen(f"{url}/api/v1/query?{urllib.parse.urlencode({'query': q.expr})}") as resp:  # noqa: S310
+        with urllib.request.urlopen(
+            f"{url}/api/v1/query?{urllib.parse.urlencode({'query': q.expr})}"
+        ) as resp:
             data = json.load(resp)["data"]
         ok = has_data(data)
         failed += not ok

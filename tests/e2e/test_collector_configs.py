@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 import peers
+import pytest
 
 CONFIGS = sorted(p for p in peers.COLLECTOR_CONFIG_DIR.glob("*.y*ml"))
 
@@ -67,8 +66,12 @@ def test_file_export_writes_otlp_json(tmp_path: Path, collector_bin: Path) -> No
         def written() -> bool:
             traces = export / "traces.jsonl"
             metrics = export / "metrics.jsonl"
-            return (traces.exists() and trace_id in traces.read_text().lower()
-                    and metrics.exists() and "chronograph.lap.duration" in metrics.read_text())
+            return (
+                traces.exists()
+                and trace_id in traces.read_text().lower()
+                and metrics.exists()
+                and "chronograph.lap.duration" in metrics.read_text()
+            )
 
         peers.wait_until(written, 30, "traces.jsonl and metrics.jsonl", on_poll=collector.check_alive)
         first = (export / "traces.jsonl").read_text().splitlines()[0]

@@ -24,7 +24,9 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
     doc = yaml.safe_load(COMPOSE.read_text())
-    assert isinstance(doc, dict) and isinstance(doc.get("services"), dict), "docker-compose.yml has no services"
+    assert isinstance(doc, dict) and isinstance(doc.get("services"), dict), (
+        "docker-compose.yml has no services"
+    )
     return doc
 
 
@@ -47,7 +49,9 @@ def _host_ports(service: dict[str, Any]) -> list[tuple[str, int, str]]:
     for spec in service.get("ports") or []:
         if isinstance(spec, dict):
             if spec.get("published") is not None:
-                ports.append((spec.get("host_ip", "0.0.0.0"), int(spec["published"]), spec.get("protocol", "tcp")))
+                ports.append(
+                    (spec.get("host_ip", "0.0.0.0"), int(spec["published"]), spec.get("protocol", "tcp"))
+                )
             continue
         text = str(spec)
         proto = "tcp"
@@ -131,7 +135,9 @@ def test_images_pinned(compose: dict[str, Any]) -> None:
         last = image.rsplit("/", 1)[-1]
         assert ":" in last, f"{name}: image {image} has no tag"
         tag = last.split(":", 1)[1]
-        assert tag and tag != "latest" and not tag.startswith("latest"), f"{name}: image {image} is not pinned"
+        assert tag and tag != "latest" and not tag.startswith("latest"), (
+            f"{name}: image {image} is not pinned"
+        )
         assert re.search(r"\d", tag), f"{name}: image tag {tag!r} is not a version"
 
 
@@ -140,7 +146,9 @@ def test_healthchecks(compose: dict[str, Any]) -> None:
         hc = service.get("healthcheck")
         assert hc and not hc.get("disable"), f"{name}: no healthcheck"
         test = hc["test"]
-        assert test and (isinstance(test, str) or test[0] in ("CMD", "CMD-SHELL")), f"{name}: bad healthcheck {test}"
+        assert test and (isinstance(test, str) or test[0] in ("CMD", "CMD-SHELL")), (
+            f"{name}: bad healthcheck {test}"
+        )
 
 
 def test_depends_on_known_services(compose: dict[str, Any]) -> None:
@@ -162,7 +170,9 @@ def test_prometheus_scrapes_collector(compose: dict[str, Any]) -> None:
     sources = [s for s in _bind_sources(prom) if s.endswith((".yml", ".yaml"))]
     assert sources, "prometheus has no mounted configuration"
     cfg = yaml.safe_load((REPO_ROOT / sources[0]).read_text())
-    targets = [t for job in cfg["scrape_configs"] for sc in job.get("static_configs", []) for t in sc["targets"]]
+    targets = [
+        t for job in cfg["scrape_configs"] for sc in job.get("static_configs", []) for t in sc["targets"]
+    ]
     assert "otel-collector:8889" in targets, targets
 
 
@@ -183,7 +193,11 @@ def test_grafana_provisioning(compose: dict[str, Any]) -> None:
     assert {"prometheus", "jaeger"} <= types, types
 
     dash_prov = mounts["/etc/grafana/provisioning/dashboards"]
-    paths = [p["options"]["path"] for f in dash_prov.glob("*.y*ml") for p in yaml.safe_load(f.read_text())["providers"]]
+    paths = [
+        p["options"]["path"]
+        for f in dash_prov.glob("*.y*ml")
+        for p in yaml.safe_load(f.read_text())["providers"]
+    ]
     assert paths, "no dashboard provider"
     for path in paths:
         assert path in mounts, f"dashboard provider path {path} is not mounted"
@@ -197,4 +211,6 @@ def test_grafana_provisioning(compose: dict[str, Any]) -> None:
                     continue
                 ds = panel.get("datasource") or {}
                 uid = ds.get("uid") if isinstance(ds, dict) else ds
-                assert uid in uids or (uid or "").startswith("$"), f"{d}: panel {panel.get('title')} uses unknown datasource {uid}"
+                assert uid in uids or (uid or "").startswith("$"), (
+                    f"{d}: panel {panel.get('title')} uses unknown datasource {uid}"
+                )

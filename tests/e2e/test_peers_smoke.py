@@ -10,10 +10,9 @@ from __future__ import annotations
 import time
 import uuid
 
-import pytest
-
 import peers
 import promql
+import pytest
 from otlp_push import SECTORS, ChronographTelemetry
 
 pytestmark = pytest.mark.e2e
@@ -22,7 +21,9 @@ DEADLINE = 60.0
 
 
 def _lap_count(prom: peers.Prometheus, service: str) -> float:
-    result = prom.query_vector(f'sum(chronograph_lap_duration_milliseconds_count{{service_name="{service}"}})')
+    result = prom.query_vector(
+        f'sum(chronograph_lap_duration_milliseconds_count{{service_name="{service}"}})'
+    )
     return float(result[0]["value"][1]) if result else 0.0
 
 
@@ -45,8 +46,11 @@ def test_trace_and_metrics_reach_jaeger_and_prometheus(peer_stack: peers.PeerSta
         peers.wait_until(lambda: _lap_count(prom, service) > first, DEADLINE, "second laps in Prometheus")
 
         # --- Jaeger: the trace, by id and by service search ---------------------------------------
-        spans = peers.wait_until(lambda: len(s := jaeger.get_trace(trace_id)) >= 1 + len(SECTORS) and s,
-                                 DEADLINE, f"trace {trace_id} in Jaeger")
+        spans = peers.wait_until(
+            lambda: len(s := jaeger.get_trace(trace_id)) >= 1 + len(SECTORS) and s,
+            DEADLINE,
+            f"trace {trace_id} in Jaeger",
+        )
         roots = [s for s in spans if s["_attributes"].get("chronograph.lap") is True]
         assert len(roots) == 1, spans
         root = roots[0]
