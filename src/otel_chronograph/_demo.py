@@ -57,7 +57,8 @@ def _config_from_env(db: str | None = None) -> ChronographConfig:
 def _auto_instrumented() -> ChronographProcessor | None:
     from ._distro import ChronographConfigurator
 
-    return ChronographConfigurator.processor if ChronographConfigurator._instance is not None else None
+    instance = ChronographConfigurator._instance  # the SDK configurators are singletons
+    return instance.processor if isinstance(instance, ChronographConfigurator) else None
 
 
 def _one_lap(i: int, rng: random.Random, speed: float, db: sqlite3.Connection,

@@ -32,7 +32,7 @@ def _meter(meter_provider: MeterProvider | None) -> metrics.Meter:
 
 
 def observe_gauge(meter_provider: MeterProvider | None, name: str, read: Callable[[], float],
-                  description: str, unit: str = "1") -> None:
+                  description: str, unit: str = "{item}") -> None:
     """An observable gauge that reads ``read()`` at collection time."""
 
     def callback(_: CallbackOptions) -> Iterable[Observation]:
@@ -43,7 +43,7 @@ def observe_gauge(meter_provider: MeterProvider | None, name: str, read: Callabl
 
 def observe_counter(meter_provider: MeterProvider | None, name: str,
                     read: Callable[[], Iterable[tuple[float, dict[str, Any]]]],
-                    description: str, unit: str = "1") -> None:
+                    description: str, unit: str = "{item}") -> None:
     """An observable (monotonic) counter whose cumulative values come from ``read()``."""
 
     def callback(_: CallbackOptions) -> Iterable[Observation]:

@@ -108,19 +108,22 @@ class ChronographProcessor(SpanProcessor):
         }
 
     def _register_health(self, mp: MeterProvider | None) -> None:
+        # Units are annotations ({lap}): a plain "1" would make Prometheus names end in _ratio.
         observe_gauge(mp, "chronograph.pending_traces", self.pending_laps,
-                      "Laps waiting for their spans to end")
+                      "Laps waiting for their spans to end", unit="{lap}")
         s = self._assembler.stats
 
-        def one(name: str, read: Callable[[], int], desc: str) -> None:
-            observe_counter(mp, name, lambda: [(read(), {})], desc)
+        def one(name: str, read: Callable[[], int], desc: str, unit: str = "{lap}") -> None:
+            observe_counter(mp, name, lambda: [(read(), {})], desc, unit=unit)
 
         one("chronograph.evicted_traces", lambda: s.evicted, "Pending laps evicted at the limit")
-        one("chronograph.dropped_spans", lambda: s.dropped_spans, "Spans not kept: per-lap span limit")
-        one("chronograph.late_spans", lambda: s.late_spans, "Spans still open when their lap completed")
+        one("chronograph.dropped_spans", lambda: s.dropped_spans, "Spans not kept: per-lap span limit",
+            "{span}")
+        one("chronograph.late_spans", lambda: s.late_spans, "Spans still open when their lap completed",
+            "{span}")
         one("chronograph.laps", lambda: self.laps_derived, "Laps derived")
         one("chronograph.failures", lambda: self.failures[0] + self.deferred.failures[0],
-            "Internal failures (derivation or sinks), never raised into the application")
+            "Internal failures (derivation or sinks), never raised into the application", "{failure}")
         one("chronograph.sink_dropped", lambda: self.deferred.dropped,
             "Laps not handed to deferred sinks: queue full")
 
