@@ -214,3 +214,10 @@ def test_grafana_provisioning(compose: dict[str, Any]) -> None:
                 assert uid in uids or (uid or "").startswith("$"), (
                     f"{d}: panel {panel.get('title')} uses unknown datasource {uid}"
                 )
+
+
+def test_published_ports_bind_loopback_only(compose: dict[str, Any]) -> None:
+    """Like the servers themselves, the stack is reachable from this machine only by default."""
+    for name, service in compose["services"].items():
+        for ip, port, _proto in _host_ports(service):
+            assert ip == "127.0.0.1", f"{name}: host port {port} is published on {ip or 'all interfaces'}"
