@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 
 from ._lap import Lap
 
-__all__ = ["DeferredSinks", "LapSink", "call_safely"]
+__all__ = ["DeferredSinks", "LapSink", "call_safely", "flush_sinks", "shutdown_sinks"]
 
 _log = logging.getLogger("otel_chronograph")
 
@@ -57,13 +57,32 @@ def call_safely(sinks: Sequence[Callable[[Lap], None]], lap: Lap, failures: list
                      _name(sink))
 
 
-def _flush_sink(sink: object, timeout_s: float) -> None:
-    flush = getattr(sink, "flush", None)
-    if callable(flush):
-        try:
-            flush(timeout_s)
-        except Exception:
-            log_once(f"flush:{_name(sink)}", "chronograph sink %s failed to flush", _name(sink))
+def flush_sinks(sinks: Sequence[object], timeout_s: float, failures: list[int]) -> bool:
+    """Call ``flush(timeout_s)`` on every sink that has one; False if any failed or said False."""
+    deadline = time.monotonic() + timeout_s
+    ok = True
+    for sink in sinks:
+        flush = getattr(sink, "flush", None)
+        if callable(flush):
+            try:
+                ok = flush(max(deadline - time.monotonic(), 0.0)) is not False and ok
+            except Exception:
+                failures[0] += 1
+                ok = False
+                log_once(f"flush:{_name(sink)}", "chronograph sink %s failed to flush", _name(sink))
+    return ok
+
+
+def shutdown_sinks(sinks: Sequence[object], failures: list[int]) -> None:
+    """Call ``shutdown()`` on every sink that has one; a failing one does not stop the others."""
+    for sink in sinks:
+        close = getattr(sink, "shutdown", None)
+        if callable(close):
+            try:
+                close()
+            except Exception:
+                failures[0] += 1
+                log_once(f"shutdown:{_name(sink)}", "chronograph sink %s failed to shut down", _name(sink))
 
 
 class DeferredSinks:
@@ -144,9 +163,7 @@ class DeferredSinks:
                         return False
                     self._wake.set()
                     self._idle.wait(min(left, 0.05))
-        for sink in self.sinks:
-            _flush_sink(sink, max(deadline - time.monotonic(), 0.0))
-        return True
+        return flush_sinks(self.sinks, max(deadline - time.monotonic(), 0.0), self.failures)
 
     def shutdown(self, timeout_s: float = 30.0) -> None:
         self.flush(timeout_s)
@@ -154,11 +171,4 @@ class DeferredSinks:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
-        for sink in self.sinks:
-            close = getattr(sink, "shutdown", None)
-            if callable(close):
-                try:
-                    close()
-                except Exception:
-                    log_once(f"shutdown:{_name(sink)}", "chronograph sink %s failed to shut down",
-                             _name(sink))
+        shutdown_sinks(self.sinks, self.failures)

@@ -20,7 +20,7 @@ from ._config import ChronographConfig, load_config
 from ._derive import Deriver, lap_attributes
 from ._lap import Lap
 from ._metrics import LapMetrics, observe_counter, observe_gauge
-from ._pipeline import DeferredSinks, call_safely, log_once
+from ._pipeline import DeferredSinks, call_safely, flush_sinks, log_once, shutdown_sinks
 from ._rules import compile_lap_rules
 
 __all__ = ["ChronographProcessor"]
@@ -221,15 +221,8 @@ class ChronographProcessor(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         ok = self.deferred.flush(timeout_millis / 1000)
-        for sink in self.sinks:  # e.g. the billing outbox: deliver what is pending now
-            flush = getattr(sink, "flush", None)
-            if callable(flush):
-                try:
-                    ok = flush(timeout_millis / 1000) is not False and ok
-                except Exception:
-                    self.failures[0] += 1
-                    log_once("sink-flush", "chronograph sink failed to flush")
-                    ok = False
+        # The sinks on the lap's path too, e.g. the billing outbox: deliver what is pending now.
+        ok = flush_sinks(self.sinks, timeout_millis / 1000, self.failures) and ok
         for p in self._next:
             ok = p.force_flush(timeout_millis) and ok
         return ok
@@ -242,12 +235,6 @@ class ChronographProcessor(SpanProcessor):
         self._shutdown = True
         self._sweep_wake.set()
         self.deferred.shutdown()
-        for sink in self.sinks:
-            close = getattr(sink, "shutdown", None)
-            if callable(close):
-                try:
-                    close()
-                except Exception:
-                    log_once("sink-shutdown", "chronograph sink failed to shut down")
+        shutdown_sinks(self.sinks, self.failures)
         for p in self._next:
             p.shutdown()

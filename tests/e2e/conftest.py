@@ -7,7 +7,7 @@ message that says so; they are never skipped.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,36 +23,32 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-@pytest.fixture(scope="session")
-def collector_bin() -> Path:
+def _binary(find: Callable[[], Path]) -> Path:
+    """The peer's binary, or a test FAILURE (never a skip) naming the build script."""
     try:
-        return peers.collector_binary()
+        return find()
     except peers.PeerError as e:
         pytest.fail(str(e), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def collector_bin() -> Path:
+    return _binary(peers.collector_binary)
 
 
 @pytest.fixture(scope="session")
 def jaeger_bin() -> Path:
-    try:
-        return peers.jaeger_binary()
-    except peers.PeerError as e:
-        pytest.fail(str(e), pytrace=False)
+    return _binary(peers.jaeger_binary)
 
 
 @pytest.fixture(scope="session")
 def prometheus_bin() -> Path:
-    try:
-        return peers.prometheus_binary()
-    except peers.PeerError as e:
-        pytest.fail(str(e), pytrace=False)
+    return _binary(peers.prometheus_binary)
 
 
 @pytest.fixture(scope="session")
 def stripe_mock_bin() -> Path:
-    try:
-        return peers.stripe_mock_binary()
-    except peers.PeerError as e:
-        pytest.fail(str(e), pytrace=False)
+    return _binary(peers.stripe_mock_binary)
 
 
 @pytest.fixture()
