@@ -11,9 +11,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from billing_support import API_KEY, billing_config
 from fake_stripe import FakeStripe
-
-API_KEY = "sk_test_fake"
 
 
 @pytest.fixture
@@ -28,21 +27,6 @@ def _billing_env(monkeypatch: pytest.MonkeyPatch) -> None:
                 "CHRONOGRAPH_BILLING_ENABLED", "CHRONOGRAPH_TIER"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("STRIPE_API_KEY", API_KEY)
-
-
-def billing_config(outbox: Path, base: str | None, **meter: Any) -> dict[str, Any]:
-    m: dict[str, Any] = {"outbox": str(outbox), "event_name": "faf_usage", "batch_size": 10,
-                         "flush_interval_s": 0.05, "request_timeout_s": 0.5, "retry_base_s": 0.02,
-                         "retry_max_s": 0.2, "lease_s": 5, "shutdown_timeout_s": 10}
-    if base is not None:
-        m["api_base"] = base
-        m["meter_events_base"] = base
-    m.update(meter)
-    return {"chronograph": {
-        "display": {"split_times": False},
-        "recorder": {"enabled": False},
-        "billing": {"enabled": True, "rates": {"faf score": "0.001", "faf enhance": "0.005"},
-                    "default_rate": "0.0001", "meter": m}}}
 
 
 @pytest.fixture

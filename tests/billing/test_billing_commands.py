@@ -156,7 +156,7 @@ def free_port() -> int:
 
 
 def test_unreachable_endpoint_is_retried_and_nothing_is_lost(tmp_path: Path, fake: FakeStripe) -> None:
-    from conftest import billing_config
+    from billing_support import billing_config
 
     dead = f"http://127.0.0.1:{free_port()}"
     cfg = billing_config(tmp_path / "o.db", dead, shutdown_timeout_s=0.5, max_attempts=1000)

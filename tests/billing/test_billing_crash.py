@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import API_KEY, billing_config
+from billing_support import API_KEY, billing_config
 from fake_stripe import FakeStripe
 
 from otel_chronograph.billing import Outbox

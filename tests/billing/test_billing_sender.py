@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import stripe
-from conftest import API_KEY
+from billing_support import API_KEY
 from fake_stripe import STREAM, V1, FakeStripe
 
 from otel_chronograph._config import MeterConfig
