@@ -18,6 +18,8 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanContext, SpanKind
 
+from ._rules import attributes_of
+
 __all__ = ["Assembler", "Completed", "PendingLap"]
 
 _LAP_KINDS = (SpanKind.SERVER, SpanKind.CONSUMER)
@@ -109,7 +111,7 @@ class Assembler:
         parent = span.parent
         parent_id = parent.span_id if parent is not None and not parent.is_remote else None
         owner = self._owner.get(parent_id) if parent_id is not None else None
-        is_lap, command = self.is_lap_root(span.name, span.kind, span.attributes, parent)
+        is_lap, command = self.is_lap_root(span.name, span.kind, attributes_of(span), parent)
         if not is_lap and owner is None:
             if self._dropped and parent_id is not None:
                 with self._lock:

@@ -14,7 +14,7 @@ from opentelemetry.trace import StatusCode
 
 from ._config import ChronographConfig
 from ._lap import Lap, LapEvent, Lazy, SectorSpan, Status
-from ._rules import compile_sector_rules
+from ._rules import attributes_of, compile_sector_rules
 
 __all__ = [
     "Deriver",
@@ -149,7 +149,7 @@ class Deriver:
         return rate * multiplier
 
     def sector_of(self, span: ReadableSpan) -> str | None:
-        attrs = span.attributes
+        attrs = attributes_of(span)
         if attrs:
             explicit = attrs.get(SECTOR_ATTR)
             if explicit is not None:
@@ -258,7 +258,7 @@ class Deriver:
             else:
                 cp_ns[name] = cp_ns.get(name, 0) + (b - a)
 
-        attrs = root.attributes or {}
+        attrs = attributes_of(root)
         cmd = command_from_attributes(root.name, attrs) if command is None or "chronograph.command" in attrs \
             else command
         tier_attr = attrs.get("chronograph.tier")
@@ -284,7 +284,7 @@ class Deriver:
         span_rows: Lazy[SectorSpan] = Lazy(lambda: build()[1])
         if error and not error_message:
             error_message = _exception_message(root, span_of.values())
-        resource = root.resource.attributes if root.resource is not None else {}
+        resource = root.resource.attributes if root.resource is not None else {}  # a plain dict
         session = attrs.get("session.id")
         hex_id = _hex_span(root_id)
         return Lap(

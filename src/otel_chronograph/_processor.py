@@ -21,7 +21,7 @@ from ._derive import Deriver, lap_attributes
 from ._lap import Lap
 from ._metrics import LapMetrics, observe_counter, observe_gauge
 from ._pipeline import DeferredSinks, call_safely, flush_sinks, log_once, shutdown_sinks
-from ._rules import compile_lap_rules
+from ._rules import attributes_of, compile_lap_rules
 
 __all__ = ["ChronographProcessor"]
 
@@ -30,7 +30,7 @@ LapCallback = Callable[[Lap], None]
 
 def annotated_copy(root: ReadableSpan, lap: Lap) -> ReadableSpan:
     """A frozen span can't take attributes, so exporters get a copy of the root with ``chronograph.*``."""
-    attrs = dict(root.attributes or {})
+    attrs = dict(attributes_of(root))
     attrs.update(lap_attributes(lap))
     return ReadableSpan(
         name=root.name, context=root.context, parent=root.parent, resource=root.resource,

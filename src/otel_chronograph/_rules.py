@@ -15,11 +15,25 @@ from opentelemetry.trace import SpanKind
 
 from ._config import LapRule, MatchSpec, SectorRule
 
-__all__ = ["Matcher", "compile_lap_rules", "compile_match", "compile_sector_rules"]
+__all__ = ["Matcher", "attributes_of", "compile_lap_rules", "compile_match", "compile_sector_rules"]
 
 Matcher = Callable[[str, SpanKind, Mapping[str, Any] | None], bool]
 
 _MISSING = object()
+_EMPTY: Mapping[str, Any] = {}
+
+
+def attributes_of(span: Any) -> Mapping[str, Any]:
+    """A span's attributes as a plain dict, read-only by convention.
+
+    ``ReadableSpan.attributes`` wraps the SDK's ``BoundedAttributes`` in a new proxy on every call, and
+    a lookup of a missing key goes through ``KeyError``: on the per-span path that is most of the cost.
+    The SDK keeps a plain dict inside; fall back to the public property if that ever changes.
+    """
+    inner = getattr(getattr(span, "_attributes", None), "_dict", None)
+    if isinstance(inner, dict):
+        return inner
+    return span.attributes or _EMPTY
 
 
 def _value_equal(actual: Any, expected: Any) -> bool:
