@@ -162,6 +162,10 @@ class MeterConfig(_Model):
     retry_base_s: float = Field(0.5, gt=0, allow_inf_nan=False)
     retry_max_s: float = Field(300.0, gt=0, allow_inf_nan=False)
     concurrency: int = Field(4, ge=1, le=64)
+    # "in_process": a background thread of the application delivers. "external": the application only
+    # commits outbox rows (no Stripe key, no Stripe CPU in the app); `chronograph billing deliver` runs
+    # beside it and delivers from the same outbox file.
+    delivery: Literal["in_process", "external"] = "in_process"
 
 
 class ScoreBand(_Model):

@@ -178,3 +178,43 @@ def test_unreachable_endpoint_is_retried_and_nothing_is_lost(tmp_path: Path, fak
     res = cli("billing", "flush", "--config", str(write_config(tmp_path, cfg)), "--timeout", "20")
     assert res.exit_code == 0, res.output
     assert fake.accepted_ids() == set(ids)
+
+
+def test_external_delivery_sidecar_delivers_what_the_app_committed(tmp_path: Path, fake: FakeStripe) -> None:
+    """`delivery: external`: the app only commits rows (no key, no Stripe traffic in the app); a real
+    `chronograph billing deliver` process delivers them exactly once and stops cleanly on SIGTERM."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from billing_support import API_KEY, billing_config
+
+    cfg = billing_config(tmp_path / "outbox.db", fake.url, delivery="external", flush_interval_s=0.1)
+    env_no_key = {k: v for k, v in os.environ.items() if k != "STRIPE_API_KEY"}
+    provider = TracerProvider()
+    proc = chrono.install(provider, config=cfg)
+    sink = next(s for s in proc.sinks if getattr(s, "__name__", "") == "billing")
+    assert sink.sender is None  # the application never talks to Stripe
+    ids = []
+    for i in range(30):
+        with chrono.lap("faf score", tier="pro", customer=f"cus_{i % 5}", tracer_provider=provider) as lap:
+            pass
+        ids.append(lap.request_id)
+    proc.shutdown()
+    assert fake.accepted_ids() == set()
+
+    path = write_config(tmp_path, cfg)
+    deliverer = subprocess.Popen(
+        [str(Path(sys.executable).parent / "chronograph"), "billing", "deliver", "--config", str(path)],
+        env={**env_no_key, "STRIPE_API_KEY": API_KEY}, stderr=subprocess.PIPE, text=True)
+    try:
+        assert fake.wait_for(lambda state: set(state.accepted) >= set(ids), timeout=60), \
+            f"delivered {len(fake.accepted_ids())} of {len(ids)}"
+    finally:
+        deliverer.send_signal(signal.SIGTERM)
+        _, err = deliverer.communicate(timeout=60)
+    assert deliverer.returncode == 0, err
+    assert fake.accepted_ids() == set(ids)
+    assert "delivered 30" in err
+    assert Outbox(str(tmp_path / "outbox.db")).status().pending == 0

@@ -109,6 +109,40 @@ def flush(config_path: str | None, outbox_path: str | None, timeout_s: float) ->
         sys.exit(1)
 
 
+@billing.command()
+@_config_opt
+@_outbox_opt
+def deliver(config_path: str | None, outbox_path: str | None) -> None:
+    """Deliver continuously from the outbox until SIGTERM/SIGINT (the sidecar for `delivery: external`).
+
+    Leases keep it from sending a row that another deliverer (or an in-process sender) claimed; on stop it
+    drains for at most `meter.shutdown_timeout_s` and releases the rest for the next start.
+    """
+    import signal
+    import threading
+
+    cfg = _config(config_path)
+    key = api_key_from()
+    if key is None:
+        raise click.ClickException("STRIPE_API_KEY is not set: it is read only from the environment "
+                                   "(never from the YAML file); nothing was sent, nothing was lost")
+    box = _outbox(cfg, outbox_path)
+    sender = Sender(box, cfg.billing.meter, StripeTransport(key, cfg.billing.meter))
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    click.echo(f"delivering from {box.path} (api {cfg.billing.meter.api}); stop with SIGTERM or Ctrl-C",
+               err=True)
+    sender.start()  # full rounds every flush_interval_s pick up rows other processes committed
+    stop.wait()
+    ok = sender.shutdown()
+    c = sender.counters
+    click.echo(f"delivered {c.delivered}, retried {c.retried}, dead-lettered {c.dead_lettered}; "
+               f"pending {box.status().pending}", err=True)
+    if not ok:
+        sys.exit(1)
+
+
 @billing.command("retry-dead-letters")
 @_config_opt
 @_outbox_opt

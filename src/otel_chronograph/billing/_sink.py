@@ -80,9 +80,11 @@ class BillingSink:
         self._lock = threading.Lock()
         self.sender: Sender | None = None
         key = api_key_from(environ)
-        if transport is None and key is not None:
+        if transport is None and key is not None and meter.delivery == "in_process":
             transport = StripeTransport(key, meter)
-        if transport is None:
+        if meter.delivery == "external" and transport is None:
+            pass  # `chronograph billing deliver` delivers from this outbox; the app never talks to Stripe
+        elif transport is None:
             message = NO_KEY.format(path=meter.outbox)
             _log.warning("chronograph billing: %s", message)
             self.outbox.set_last_error(message)
