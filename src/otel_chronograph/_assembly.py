@@ -75,6 +75,7 @@ class Assembler:
         on_evict: Callable[[int], None] | None = None,
     ) -> None:
         self._decide = decide
+        self._has_rules = getattr(decide, "has_rules", True)
         self._auto = auto_server_roots
         self._max_pending = max_pending
         self._max_spans = max_spans
@@ -111,7 +112,13 @@ class Assembler:
         parent = span.parent
         parent_id = parent.span_id if parent is not None and not parent.is_remote else None
         owner = self._owner.get(parent_id) if parent_id is not None else None
-        is_lap, command = self.is_lap_root(span.name, span.kind, attributes_of(span), parent)
+        attrs = attributes_of(span)
+        if attrs.get("chronograph.lap") is True:
+            is_lap, command = True, None
+        elif owner is not None and not self._has_rules:
+            is_lap, command = False, None  # the common case: a span inside a lap, no lap rules to try
+        else:
+            is_lap, command = self.is_lap_root(span.name, span.kind, attrs, parent)
         if not is_lap and owner is None:
             if self._dropped and parent_id is not None:
                 with self._lock:

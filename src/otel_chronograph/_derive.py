@@ -29,8 +29,8 @@ _NS_PER_MS = 1_000_000
 
 def union_ns(intervals: list[tuple[int, int]]) -> int:
     """Total length covered by possibly overlapping [start, end) intervals."""
-    if not intervals:
-        return 0
+    if len(intervals) < 2:
+        return intervals[0][1] - intervals[0][0] if intervals else 0
     intervals.sort()
     total = 0
     cur_s, cur_e = intervals[0]
@@ -55,6 +55,8 @@ def critical_path(
     span has no child finishing before the cursor, its own time up to the cursor is on the path.
     """
     sections: list[tuple[int, int, int]] = []
+    if len(children) <= 1 and all(k == root_id for k in children):
+        return _flat_critical_path(root_id, window, children.get(root_id, ()), sections)
     by_end: dict[int, list[int]] = {}
     ptr: dict[int, int] = {}
     parent_of: dict[int, int] = {}
@@ -91,6 +93,23 @@ def critical_path(
         # Back to the parent, which continues before this child's start.
         cursor = start
         span = parent_of[span]
+
+
+def _flat_critical_path(root_id: int, window: Mapping[int, tuple[int, int]], kids: Sequence[int],
+                        sections: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """The common lap: every span a direct child of the root, so each child on the path is a leaf."""
+    r_start, cursor = window[root_id]
+    for k in sorted(kids, key=lambda k: window[k][1], reverse=True):
+        k_start, k_end = window[k]
+        if k_end > cursor:
+            continue  # overlaps the child already on the path: not before the cursor
+        if cursor > k_end:
+            sections.append((root_id, k_end, cursor))
+        sections.append((k, k_start, k_end))
+        cursor = k_start
+    if cursor > r_start:
+        sections.append((root_id, r_start, cursor))
+    return sections
 
 
 def status_for(lap_ms: float, green_ms: float, yellow_ms: float) -> Status:

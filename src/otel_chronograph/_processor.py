@@ -61,6 +61,7 @@ class ChronographProcessor(SpanProcessor):
         cfg = self.config
         self._next: list[SpanProcessor] = list(span_processors)
         self._enabled = cfg.enabled
+        self._grace = cfg.laps.grace_ms > 0
         self._deriver = Deriver(cfg)
         self._assembler = Assembler(
             compile_lap_rules(cfg.laps.match), cfg.laps.auto_server_roots,
@@ -163,7 +164,7 @@ class ChronographProcessor(SpanProcessor):
     def _end(self, span: ReadableSpan) -> tuple[bool, list[Completed]]:
         asm = self._assembler
         held, completed = asm.end(span)
-        if asm.grace_ns > 0:
+        if self._grace:
             completed.extend(asm.expire())
             if asm.has_waiting():
                 self._ensure_sweeper()

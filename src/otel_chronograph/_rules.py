@@ -94,4 +94,5 @@ def compile_lap_rules(
                 return True, command
         return False, None
 
+    lap_for.has_rules = bool(compiled)  # type: ignore[attr-defined]  # lets assembly skip the call
     return lap_for
