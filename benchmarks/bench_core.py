@@ -1,5 +1,9 @@
 """Core benchmarks (issue 2). Every figure is a ratio against a baseline measured in the same run.
 
+Providers are made with ``shutdown_on_exit=False``: otherwise ``atexit`` keeps every repetition's
+providers (and all they reference) alive, the heap grows from one repetition to the next and the
+garbage collector's full passes slow later repetitions down, whichever setup they measure.
+
 (a) per-span cost of a lap with four sectors: bare SDK + BatchSpanProcessor vs the same wrapped by
     chronograph (annotation and metrics on, display off); time runs until ``shutdown()`` has flushed,
     so deferred work counts. Repetitions alternate between the two setups; medians are reported.
@@ -62,7 +66,7 @@ def workload(provider: TracerProvider, laps: int) -> None:
 
 
 def run_bare(laps: int) -> float:
-    provider = TracerProvider()
+    provider = TracerProvider(shutdown_on_exit=False)
     provider.add_span_processor(BatchSpanProcessor(CountingExporter()))
     t0 = time.perf_counter()
     workload(provider, laps)
@@ -71,8 +75,8 @@ def run_bare(laps: int) -> float:
 
 
 def run_chrono(laps: int, config: dict[str, Any] | None = None, metrics: bool = True) -> float:
-    provider = TracerProvider()
-    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    provider = TracerProvider(shutdown_on_exit=False)
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()], shutdown_on_exit=False)
     proc = chrono.ChronographProcessor(chrono.load_config(config or CONFIG),
                                        [BatchSpanProcessor(CountingExporter())],
                                        meter_provider=meter_provider, metrics_enabled=metrics)
@@ -109,10 +113,10 @@ def compare(name: str, base: Callable[[int], float], other: Callable[[int], floa
 def flood(laps: int) -> None:
     """(b): spans as fast as one thread can; a slow exporter and a small queue make the BSP drop."""
     exporter = CountingExporter(delay_s=0.005)
-    provider = TracerProvider()
+    provider = TracerProvider(shutdown_on_exit=False)
     proc = chrono.install(provider, span_processors=[BatchSpanProcessor(exporter, max_queue_size=512,
                                                                         max_export_batch_size=128)],
-                          config=CONFIG, meter_provider=MeterProvider())
+                          config=CONFIG, meter_provider=MeterProvider(shutdown_on_exit=False))
     t0 = time.perf_counter()
     workload(provider, laps)
     created_s = time.perf_counter() - t0
@@ -127,12 +131,12 @@ def flood(laps: int) -> None:
 def never_ending(total_spans: int, max_pending: int) -> None:
     """(c): roots that never end, each with four ended children; memory must stay bounded."""
     def once(with_chrono: bool) -> tuple[int, dict[str, int]]:
-        provider = TracerProvider()
+        provider = TracerProvider(shutdown_on_exit=False)
         stats: dict[str, int] = {}
         proc = None
         if with_chrono:
             cfg = {**CONFIG, "laps": {"max_pending_traces": max_pending}}
-            proc = chrono.install(provider, config=cfg, meter_provider=MeterProvider())
+            proc = chrono.install(provider, config=cfg, meter_provider=MeterProvider(shutdown_on_exit=False))
         tracer = provider.get_tracer("bench")
         gc.collect()
         tracemalloc.start()
