@@ -745,3 +745,28 @@ def peer_stack(workdir: Path, collector_config: str | Path = "gateway.yaml") -> 
         yield stack
     finally:
         stack.stop()
+
+
+def assert_dashboards_have_data(prom: Prometheus, service: str, rate_interval: str, deadline: float) -> None:
+    """Every PromQL expression of the shipped dashboards, and every template variable query, returns
+    data for ``service`` within ``deadline`` seconds (AssertionError naming the ones that don't)."""
+    import promql
+
+    subs = promql.Substitutions(service=[service], rate_interval=rate_interval, range="5m")
+    queries = promql.dashboard_queries(substitutions=subs)
+    assert len(queries) >= 10, queries
+    pending = {q.expr: q for q in queries}
+
+    def all_have_data() -> bool:
+        for expr in list(pending):
+            if promql.has_data(prom.query(expr)):
+                del pending[expr]
+        return not pending
+
+    try:
+        wait_until(all_have_data, deadline, "data for every dashboard expression")
+    except TimeoutError:
+        raise AssertionError("dashboard expressions without data:\n"
+                             + "\n".join(str(q) for q in pending.values())) from None
+    for selector in promql.variable_queries(substitutions=subs):
+        assert prom.query_vector(selector), f"template variable query has no data: {selector}"

@@ -16,7 +16,6 @@ import uuid
 from pathlib import Path
 
 import peers
-import promql
 import pytest
 
 pytestmark = pytest.mark.e2e
@@ -66,23 +65,8 @@ def test_demo_laps_reach_jaeger_annotated_and_every_dashboard_query_has_data(
                          "the second run's laps in Prometheus")
 
         # --- Prometheus: every dashboard expression returns data --------------------------------
-        subs = promql.Substitutions(service=[service], rate_interval="2m", range="5m")
-        queries = promql.dashboard_queries(substitutions=subs)
-        assert len(queries) >= 10
-        pending = {q.expr: q for q in queries}
+        peers.assert_dashboards_have_data(prom, service, rate_interval="2m", deadline=DEADLINE)
 
-        def all_have_data() -> bool:
-            for expr in list(pending):
-                if promql.has_data(prom.query(expr)):
-                    del pending[expr]
-            return not pending
-
-        try:
-            peers.wait_until(all_have_data, DEADLINE, "data for every dashboard expression")
-        except TimeoutError:
-            pytest.fail("dashboard expressions without data:\n" + "\n".join(str(q) for q in pending.values()))
-        for selector in promql.variable_queries(substitutions=subs):
-            assert prom.query_vector(selector), f"template variable query has no data: {selector}"
         # --- Jaeger: lap spans annotated, with their sector children -----------------------------
         def lap_spans() -> list[dict]:  # type: ignore[type-arg]
             spans = jaeger.find_traces(service, start_min=started - 60, start_max=time.time() + 60)

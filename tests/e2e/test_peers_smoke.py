@@ -11,7 +11,6 @@ import time
 import uuid
 
 import peers
-import promql
 import pytest
 from otlp_push import SECTORS, ChronographTelemetry
 
@@ -64,23 +63,7 @@ def test_trace_and_metrics_reach_jaeger_and_prometheus(peer_stack: peers.PeerSta
         assert service in jaeger.services()
 
         # --- Prometheus: every dashboard expression returns data ----------------------------------
-        subs = promql.Substitutions(service=[service], rate_interval="1m", range="5m")
-        queries = promql.dashboard_queries(substitutions=subs)
-        assert len(queries) >= 10
-        pending = {q.expr: q for q in queries}
-
-        def all_have_data() -> bool:
-            for expr in list(pending):
-                if promql.has_data(prom.query(expr)):
-                    del pending[expr]
-            return not pending
-
-        try:
-            peers.wait_until(all_have_data, DEADLINE, "data for every dashboard expression")
-        except TimeoutError:
-            pytest.fail("dashboard expressions without data:\n" + "\n".join(str(q) for q in pending.values()))
-        for selector in promql.variable_queries(substitutions=subs):
-            assert prom.query_vector(selector), f"template variable query has no data: {selector}"
+        peers.assert_dashboards_have_data(prom, service, rate_interval="1m", deadline=DEADLINE)
     except BaseException:
         print(peer_stack.logs())
         raise

@@ -42,6 +42,16 @@ def _ms(text: str | None, name: str) -> int | None:
     return int(dt.timestamp() * 1000)
 
 
+def _sender(cfg: ChronographConfig, outbox_path: str | None) -> tuple[Outbox, Sender]:
+    """The outbox and a Stripe sender for the commands that deliver; the key only from the environment."""
+    key = api_key_from()
+    if key is None:
+        raise click.ClickException("STRIPE_API_KEY is not set: it is read only from the environment "
+                                   "(never from the YAML file); nothing was sent, nothing was lost")
+    box = _outbox(cfg, outbox_path)
+    return box, Sender(box, cfg.billing.meter, StripeTransport(key, cfg.billing.meter))
+
+
 _config_opt = click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
                            help="chronograph YAML (default: CHRONOGRAPH_CONFIG, OTEL_CONFIG_FILE)")
 _outbox_opt = click.option("--outbox", "outbox_path", type=click.Path(dir_okay=False), default=None,
@@ -92,12 +102,7 @@ def status(config_path: str | None, outbox_path: str | None, as_json: bool) -> N
 def flush(config_path: str | None, outbox_path: str | None, timeout_s: float) -> None:
     """Deliver every pending row now (exit 1 if some are left)."""
     cfg = _config(config_path)
-    key = api_key_from()
-    if key is None:
-        raise click.ClickException("STRIPE_API_KEY is not set: it is read only from the environment "
-                                   "(never from the YAML file); nothing was sent, nothing was lost")
-    box = _outbox(cfg, outbox_path)
-    sender = Sender(box, cfg.billing.meter, StripeTransport(key, cfg.billing.meter))
+    box, sender = _sender(cfg, outbox_path)
     ok = sender.shutdown(timeout_s, include_leased=True)  # drains for at most timeout_s, then releases
     c = sender.counters
     st = box.status()
@@ -122,12 +127,7 @@ def deliver(config_path: str | None, outbox_path: str | None) -> None:
     import threading
 
     cfg = _config(config_path)
-    key = api_key_from()
-    if key is None:
-        raise click.ClickException("STRIPE_API_KEY is not set: it is read only from the environment "
-                                   "(never from the YAML file); nothing was sent, nothing was lost")
-    box = _outbox(cfg, outbox_path)
-    sender = Sender(box, cfg.billing.meter, StripeTransport(key, cfg.billing.meter))
+    box, sender = _sender(cfg, outbox_path)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
