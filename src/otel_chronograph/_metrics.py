@@ -22,6 +22,7 @@ __all__ = ["METER_NAME", "LapMetrics", "observe_counter", "observe_gauge"]
 
 METER_NAME = "otel_chronograph"
 _EMPTY = Context()  # no exemplar sampling or context lookup per point: these are derived values
+_MAX_CACHED = 10_000  # attribute dicts kept for reuse; beyond this (runaway cardinality) build per point
 
 
 def _meter(meter_provider: MeterProvider | None) -> metrics.Meter:
@@ -80,17 +81,19 @@ class LapMetrics:
         key = (command, lap.status, lap.tier)
         attrs = self._lap_attrs.get(key)
         if attrs is None:
-            attrs = self._lap_attrs.setdefault(key, {
-                "chronograph.command": command, "chronograph.status": lap.status,
-                "chronograph.tier": lap.tier})
+            attrs = {"chronograph.command": command, "chronograph.status": lap.status,
+                     "chronograph.tier": lap.tier}
+            if len(self._lap_attrs) < _MAX_CACHED:
+                self._lap_attrs[key] = attrs
         self._lap.record(lap.lap_ms, attrs, _EMPTY)
         sector_attrs = self._sector_attrs
         for name, ms in lap.sectors.items():
             skey = (command, name)
             sattrs = sector_attrs.get(skey)
             if sattrs is None:
-                sattrs = sector_attrs.setdefault(skey, {"chronograph.command": command,
-                                                         "chronograph.sector": name})
+                sattrs = {"chronograph.command": command, "chronograph.sector": name}
+                if len(sector_attrs) < _MAX_CACHED:
+                    sector_attrs[skey] = sattrs
             self._sector.record(ms, sattrs, _EMPTY)
         ckey = (command, lap.tier)
         with self._lock:
