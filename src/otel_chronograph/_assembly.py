@@ -18,7 +18,7 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanContext, SpanKind
 
-from ._rules import attributes_of
+from ._rules import SpanRecord, attributes_of
 
 __all__ = ["Assembler", "Completed", "PendingLap"]
 
@@ -36,7 +36,7 @@ class PendingLap:
     parent: PendingLap | None
     open_ids: set[int] = field(default_factory=set)
     dropped_ids: set[int] = field(default_factory=set)
-    spans: list[ReadableSpan] = field(default_factory=list)
+    spans: list[SpanRecord] = field(default_factory=list)
     root: ReadableSpan | None = None
     deadline_ns: int = 0
     dropped: int = 0
@@ -48,7 +48,7 @@ class Completed:
     """A lap ready to derive: its root, the spans that ended in time, and what was missed."""
 
     root: ReadableSpan
-    spans: list[ReadableSpan]
+    spans: list[SpanRecord]
     command: str | None
     truncated: bool
     late: int
@@ -173,7 +173,7 @@ class Assembler:
                 return True, self._complete(pending)
             pending.open_ids.discard(sid)
             if len(pending.spans) < self._max_spans:
-                pending.spans.append(span)
+                pending.spans.append(SpanRecord.of(span))
             else:
                 pending.dropped += 1
                 self.stats.dropped_spans += 1
@@ -235,7 +235,7 @@ class Assembler:
             # A lap nested in another: its spans (and root) belong to the outer lap too.
             outer.open_ids.discard(pending.root_id)
             room = self._max_spans - len(outer.spans)
-            moved = [*pending.spans, root]
+            moved = [*pending.spans, SpanRecord.of(root)]
             outer.spans.extend(moved[:max(room, 0)])
             if len(moved) > room:
                 outer.dropped += len(moved) - max(room, 0)

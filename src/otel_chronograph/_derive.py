@@ -14,7 +14,7 @@ from opentelemetry.trace import StatusCode
 
 from ._config import ChronographConfig
 from ._lap import Lap, LapEvent, Lazy, SectorSpan, Status
-from ._rules import attributes_of, compile_sector_rules
+from ._rules import SpanRecord, attributes_of, compile_sector_rules
 
 __all__ = [
     "Deriver",
@@ -124,13 +124,15 @@ def _hex_span(span_id: int) -> str:
     return format(span_id, "016x")
 
 
-def _exception_message(root: ReadableSpan, spans: Iterable[ReadableSpan]) -> str | None:
+def _exception_message(root: ReadableSpan, spans: Iterable[SpanRecord]) -> str | None:
     """The first recorded exception's message, for an error lap whose status has no description."""
-    for s in (root, *spans):
-        for e in s.events:
+    sources: list[Sequence[Any]] = [root.events, *(s.events for s in spans)]
+    for events in sources:
+        for e in events:
             if e.name == "exception" and e.attributes and "exception.message" in e.attributes:
-                return str(e.attributes["exception.type"]) + ": " + str(e.attributes["exception.message"]) \
-                    if "exception.type" in e.attributes else str(e.attributes["exception.message"])
+                message = str(e.attributes["exception.message"])
+                kind = e.attributes.get("exception.type")
+                return f"{kind}: {message}" if kind is not None else message
     return None
 
 
@@ -167,7 +169,7 @@ class Deriver:
         multiplier = self._tiers.get(tier, self._unknown_tier)
         return rate * multiplier
 
-    def sector_of(self, span: ReadableSpan) -> str | None:
+    def sector_of(self, span: ReadableSpan | SpanRecord) -> str | None:
         attrs = attributes_of(span)
         if attrs:
             explicit = attrs.get(SECTOR_ATTR)
@@ -180,7 +182,7 @@ class Deriver:
     def derive(
         self,
         root: ReadableSpan,
-        spans: Sequence[ReadableSpan],
+        spans: Sequence[ReadableSpan | SpanRecord],
         command: str | None = None,
         truncated: bool = False,
     ) -> Lap:
@@ -194,21 +196,22 @@ class Deriver:
         lap_ns = r_end - r_start
 
         # One pass over the spans: parent, raw interval, own sector. Orphans hang off the root.
-        span_of: dict[int, ReadableSpan] = {}
+        span_of: dict[int, SpanRecord] = {}
         parent_of: dict[int, int] = {}
         raw: dict[int, tuple[int, int]] = {}
         own: dict[int, str | None] = {}
         sector_of = self.sector_of
-        for s in spans:
-            c = s.context
-            if c is None:
+        record = SpanRecord.of
+        for span in spans:
+            if getattr(span, "context", True) is None:
                 continue
-            sid = c.span_id
+            s = record(span)
+            sid = s.span_id
             if sid == root_id or sid in span_of:
                 continue
             span_of[sid] = s
-            p = s.parent
-            parent_of[sid] = p.span_id if p is not None else root_id
+            p = s.parent_id
+            parent_of[sid] = p if p is not None else root_id
             st = s.start_time or r_start
             en = s.end_time or st
             raw[sid] = (st, en if en > st else st)
@@ -337,7 +340,7 @@ class Deriver:
     def _timeline(
         self,
         root: ReadableSpan,
-        span_of: Mapping[int, ReadableSpan],
+        span_of: Mapping[int, SpanRecord],
         parent_of: Mapping[int, int],
         sector: Mapping[int, str | None],
         raw: Mapping[int, tuple[int, int]],
@@ -356,7 +359,7 @@ class Deriver:
             a = st if st > r_start else r_start
             b = en if en < r_end else r_end
             rows.append(SectorSpan(sector[sid], s.name, _hex_span(sid), _hex_span(parent_of[sid]),
-                                   a, b if b > a else a, s.status.status_code is StatusCode.ERROR))
+                                   a, b if b > a else a, s.error))
             ev = s.events
             if ev:
                 self._events(ev, sector[sid], s.name, r_start, events, limit)
