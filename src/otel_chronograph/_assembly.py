@@ -89,10 +89,6 @@ class Assembler:
         self._on_evict = on_evict
         self.stats = AssemblyStats()
 
-    @property
-    def grace_ns(self) -> int:
-        return self._grace_ns
-
     def pending_count(self) -> int:
         return len(self._pending)
 
@@ -113,9 +109,7 @@ class Assembler:
         parent_id = parent.span_id if parent is not None and not parent.is_remote else None
         owner = self._owner.get(parent_id) if parent_id is not None else None
         attrs = attributes_of(span)
-        if attrs.get("chronograph.lap") is True:
-            is_lap, command = True, None
-        elif owner is not None and not self._has_rules:
+        if owner is not None and not self._has_rules and attrs.get("chronograph.lap") is not True:
             is_lap, command = False, None  # the common case: a span inside a lap, no lap rules to try
         else:
             is_lap, command = self.is_lap_root(span.name, span.kind, attrs, parent)

@@ -78,7 +78,6 @@ class ChronographProcessor(SpanProcessor):
         self.failures = [0]
         self.laps_derived = 0
         self._count_lock = threading.Lock()
-        self._evict_logged = False
         self._shutdown = False
         self._sweeper: threading.Thread | None = None
         self._sweep_wake = threading.Event()
@@ -129,10 +128,8 @@ class ChronographProcessor(SpanProcessor):
             "Laps not handed to deferred sinks: queue full")
 
     def _evicted(self, root_id: int) -> None:
-        if not self._evict_logged:
-            self._evict_logged = True
-            log_once("evict", "chronograph: more than %d laps pending; evicting the oldest unfinished "
-                     "ones (counted in chronograph.evicted_traces)", self.config.laps.max_pending_traces)
+        log_once("evict", "chronograph: more than %d laps pending; evicting the oldest unfinished "
+                 "ones (counted in chronograph.evicted_traces)", self.config.laps.max_pending_traces)
 
     # -- SpanProcessor ----------------------------------------------------------------------------
 
