@@ -5,14 +5,14 @@ The public surface is what ``__all__`` lists; every ``_module`` is private.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from ._api import LapHandle, event, lap, sector
 from ._config import ChronographConfig, ConfigError, load_config
 from ._lap import Lap, LapEvent, SectorSpan, response
 from ._pipeline import LapSink
-from ._processor import ChronographProcessor
 from ._setup import install, register_sink_factory
+from ._version import __version__
+from .engine import SpanRecord
+from .sources import ChronographProcessor
 
 __all__ = [
     "ChronographConfig",
@@ -23,6 +23,7 @@ __all__ = [
     "LapHandle",
     "LapSink",
     "SectorSpan",
+    "SpanRecord",
     "__version__",
     "event",
     "install",

@@ -11,6 +11,7 @@ import functools
 import inspect
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
@@ -20,17 +21,22 @@ from opentelemetry.util.types import AttributeValue
 
 from ._lap import Lap
 
-__all__ = ["LapHandle", "event", "lap", "sector", "waiting_handle"]
+__all__ = ["LapHandle", "ending_handle", "event", "lap", "sector"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_waiting: dict[int, LapHandle] = {}
+# The handle of the ``lap()`` block whose span is ending, in this thread/task only: the processor runs
+# inside ``span.end()``, so it finds the handle here without any registry that could leak.
+_ending: ContextVar[LapHandle | None] = ContextVar("chronograph_ending_lap", default=None)
 _tracers: dict[int, tuple[TracerProvider | None, trace.Tracer]] = {}
 
 
-def waiting_handle(span_id: int) -> LapHandle | None:
-    """The handle of a ``lap()`` block whose span is ending now (the processor fills in telemetry)."""
-    return _waiting.get(span_id)
+def ending_handle(span_id: int) -> LapHandle | None:
+    """The handle of the ``lap()`` block ending ``span_id`` right now, if any (gets the telemetry)."""
+    handle = _ending.get()
+    if handle is not None and handle.span.get_span_context().span_id == span_id:
+        return handle
+    return None
 
 
 def _tracer(provider: TracerProvider | None) -> trace.Tracer:
@@ -38,7 +44,7 @@ def _tracer(provider: TracerProvider | None) -> trace.Tracer:
     hit = _tracers.get(key)
     if hit is not None and hit[0] is provider:
         return hit[1]
-    from . import __version__
+    from ._version import __version__
 
     tracer = trace.get_tracer("otel_chronograph", __version__, tracer_provider=provider)
     _tracers[key] = (provider, tracer)
@@ -89,17 +95,18 @@ class _Scope:
             return span
         handle = LapHandle(span)
         self._handle = handle
-        _waiting[span.get_span_context().span_id] = handle
         return handle
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> bool | None:
         assert self._cm is not None
+        if self._handle is None:
+            return self._cm.__exit__(exc_type, exc, tb)
+        token = _ending.set(self._handle)
         try:
             return self._cm.__exit__(exc_type, exc, tb)
         finally:
-            if self._handle is not None:
-                _waiting.pop(self._handle.span.get_span_context().span_id, None)
+            _ending.reset(token)
 
     async def __aenter__(self) -> Any:
         return self.__enter__()

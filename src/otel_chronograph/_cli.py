@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from . import __version__
 from ._config import ConfigError, load_config
+from ._version import __version__
 
 __all__ = ["main"]
 

@@ -7,6 +7,7 @@ ignored key; every error names the dotted key and the file it came from.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -20,6 +21,8 @@ __all__ = [
     "ChronographConfig",
     "ConfigError",
     "DisplayConfig",
+    "IdentityConfig",
+    "IdentitySource",
     "LapsConfig",
     "MatchSpec",
     "MeterConfig",
@@ -61,19 +64,21 @@ class _Model(BaseModel):
 
 
 class MatchSpec(_Model):
-    """Selects spans: every given field must hold (glob on the name, kind, attribute presence/value)."""
+    """Selects spans: every given field must hold (glob on the name, kind, span or resource attribute
+    presence, and ``value`` for whichever of ``attribute``/``resource`` is given)."""
 
     name: str | None = None
     kind: SpanKindName | None = None
     attribute: str | None = None
+    resource: str | None = None
     value: str | int | float | bool | None = None
 
     @model_validator(mode="after")
     def _value_needs_attribute(self) -> MatchSpec:
-        if self.value is not None and self.attribute is None:
-            raise ValueError("'value' needs 'attribute'")
-        if self.name is None and self.kind is None and self.attribute is None:
-            raise ValueError("a match needs at least one of name, kind, attribute")
+        if self.value is not None and (self.attribute is None) == (self.resource is None):
+            raise ValueError("'value' needs exactly one of 'attribute' or 'resource'")
+        if self.name is None and self.kind is None and self.attribute is None and self.resource is None:
+            raise ValueError("a match needs at least one of name, kind, attribute, resource")
         return self
 
 
@@ -83,17 +88,77 @@ class LapRule(MatchSpec):
     command: str | None = None
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def _to_seconds(value: Any) -> float:
+    """Durations as the Collector writes them (``2s``, ``500ms``, ``1m``); a bare number is seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be a duration like 2s or 500ms, got {value!r}")
+    if isinstance(value, (int, float)):
+        if value < 0 or value != value or value == float("inf"):
+            raise ValueError(f"must be a non-negative duration, got {value!r}")
+        return float(value)
+    found = _DURATION.match(str(value))
+    if found is None:
+        raise ValueError(f"must be a duration like 2s or 500ms, got {str(value)[:80]!r}")
+    return float(found.group(1)) * _DURATION_UNITS[found.group(2)]
+
+
+Seconds = Annotated[float, BeforeValidator(_to_seconds)]
+
+
+class IdentitySource(_Model):
+    """Where one identity field comes from: a span attribute, a resource attribute or W3C baggage."""
+
+    attribute: str | None = None
+    resource: str | None = None
+    baggage: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> IdentitySource:
+        if sum(x is not None for x in (self.attribute, self.resource, self.baggage)) != 1:
+            raise ValueError("give exactly one of attribute, resource, baggage")
+        return self
+
+
+class IdentityConfig(_Model):
+    """Rules for the lap identity fields that code did not set (first source with a value wins)."""
+
+    customer: tuple[IdentitySource, ...] = ()
+    tier: tuple[IdentitySource, ...] = ()
+    command: tuple[IdentitySource, ...] = ()
+    score: tuple[IdentitySource, ...] = ()
+    session: tuple[IdentitySource, ...] = ()
+
+
 class LapsConfig(_Model):
     match: tuple[LapRule, ...] = ()
     auto_server_roots: bool = True
+    scope: Literal["service", "trace"] = "service"
     grace_ms: NonNegFloat = 0.0
+    decision_wait: Seconds = 2.0
     max_pending_traces: int = Field(10_000, ge=1)
     max_spans_per_trace: int = Field(2_000, ge=1)
+    identity: IdentityConfig = Field(default_factory=IdentityConfig)
 
 
 class SectorRule(_Model):
-    name: str = Field(min_length=1)
-    match: MatchSpec
+    """Names the sector of matching spans: ``name``, or the value of the attribute ``name_from``
+    (span attribute first, then resource attribute). Without ``match`` every span matches."""
+
+    name: str | None = Field(None, min_length=1)
+    name_from: str | None = Field(None, min_length=1)
+    match: MatchSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_name(self) -> SectorRule:
+        if (self.name is None) == (self.name_from is None):
+            raise ValueError("give exactly one of name, name_from")
+        if self.match is None and self.name is not None:
+            raise ValueError("a rule with a fixed name needs 'match'")
+        return self
 
 
 class SectorsConfig(_Model):

@@ -26,8 +26,8 @@ from ._api import lap, sector
 from ._config import ChronographConfig, DisplayConfig, load_config
 from ._display import SplitTimeDisplay
 from ._lap import Lap, response
-from ._processor import ChronographProcessor
 from ._setup import install
+from .sources._processor import ChronographProcessor
 
 __all__ = ["DEMO_CONFIG", "demo_command", "run_demo"]
 

@@ -20,8 +20,8 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from ._config import ConfigError, load_config
-from ._processor import ChronographProcessor
 from ._setup import make_processor
+from .sources._processor import ChronographProcessor
 
 __all__ = ["ChronographConfigurator", "ChronographDistro"]
 

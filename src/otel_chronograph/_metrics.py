@@ -26,7 +26,7 @@ _MAX_CACHED = 10_000  # attribute dicts kept for reuse; beyond this (runaway car
 
 
 def _meter(meter_provider: MeterProvider | None) -> metrics.Meter:
-    from . import __version__
+    from ._version import __version__
 
     provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
     return provider.get_meter(METER_NAME, __version__)

@@ -9,12 +9,12 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from ._lap import Lap
+from ._worker import Deadline, Worker
 
 __all__ = ["DeferredSinks", "LapSink", "call_safely", "flush_sinks", "shutdown_sinks"]
 
@@ -47,7 +47,12 @@ def _name(sink: object) -> str:
 
 
 def call_safely(sinks: Sequence[Callable[[Lap], None]], lap: Lap, failures: list[int]) -> None:
-    """Run every sink; one failing sink neither stops the others nor reaches the application."""
+    """Run every sink; one failing sink neither stops the others nor reaches the application.
+
+    ``SystemExit``/``KeyboardInterrupt`` from a sink still run the other sinks and then propagate: the
+    caller forwards the lap root before re-raising, so the span is never lost to them.
+    """
+    pending: BaseException | None = None
     for sink in sinks:
         try:
             sink(lap)
@@ -55,17 +60,25 @@ def call_safely(sinks: Sequence[Callable[[Lap], None]], lap: Lap, failures: list
             failures[0] += 1
             log_once(f"sink:{_name(sink)}", "chronograph sink %s failed; further failures are counted",
                      _name(sink))
+        except BaseException as exc:
+            failures[0] += 1
+            pending = pending or exc
+    if pending is not None:
+        raise pending
 
 
-def flush_sinks(sinks: Sequence[object], timeout_s: float, failures: list[int]) -> bool:
-    """Call ``flush(timeout_s)`` on every sink that has one; False if any failed or said False."""
-    deadline = time.monotonic() + timeout_s
+def flush_sinks(sinks: Sequence[object], deadline: Deadline, failures: list[int]) -> bool:
+    """Call ``flush(timeout_s)`` on every sink that has one, all within one deadline; False if any
+    failed, said False, or the deadline passed before its turn."""
     ok = True
     for sink in sinks:
         flush = getattr(sink, "flush", None)
         if callable(flush):
+            left = deadline.left()
+            if left == 0.0:
+                return False
             try:
-                ok = flush(max(deadline - time.monotonic(), 0.0)) is not False and ok
+                ok = flush(30.0 if left is None else left) is not False and ok
             except Exception:
                 failures[0] += 1
                 ok = False
@@ -86,7 +99,11 @@ def shutdown_sinks(sinks: Sequence[object], failures: list[int]) -> None:
 
 
 class DeferredSinks:
-    """A bounded queue drained in batches by one worker thread; overflow is counted, never blocking."""
+    """A bounded queue drained in batches by one fork-safe worker; overflow is counted, never blocking.
+
+    After ``shutdown()`` laps are not queued any more (the sinks are closed): they are counted in
+    ``after_shutdown`` (reported as dropped), never silently lost.
+    """
 
     def __init__(self, sinks: Sequence[Callable[[Lap], None]], max_queue: int = 65_536,
                  batch: int = 256, interval_s: float = 0.2) -> None:
@@ -94,39 +111,40 @@ class DeferredSinks:
         self._q: deque[Lap] = deque()
         self._max = max_queue
         self._batch = batch
-        self._interval = interval_s
-        self._wake = threading.Event()
         self._idle = threading.Condition()
         self._busy = False
-        self._stopped = False
+        self._closed = False
         self.dropped = 0
+        self.after_shutdown = 0
         self.failures = [0]
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
+        self._worker = Worker("chronograph-sinks", self._step, interval_s, after_fork=self._after_fork)
 
-    def _ensure_thread(self) -> None:
-        # Under a lock, and published only once started: laps end in many threads (and the grace
-        # sweeper), so two workers must not be made, nor shutdown() join a thread not yet started.
-        with self._start_lock:
-            if self._thread is None:
-                thread = threading.Thread(target=self._run, name="chronograph-sinks", daemon=True)
-                thread.start()
-                self._thread = thread
+    def _after_fork(self) -> None:
+        # Laps queued before fork() are the parent's to deliver; the child starts empty.
+        self._q.clear()
+        self._idle = threading.Condition()
+        self._busy = False
 
     def put(self, lap: Lap) -> None:
         if not self.sinks:
             return
-        if self._thread is None:
-            self._ensure_thread()
+        if self._closed:
+            self.after_shutdown += 1
+            log_once("after-shutdown", "chronograph: laps ended after shutdown() are not recorded "
+                     "(counted in chronograph.sink_dropped)")
+            return
         if len(self._q) >= self._max:
             self.dropped += 1
             return
         self._q.append(lap)
-        if len(self._q) == self._batch:
-            self._wake.set()
+        if len(self._q) >= self._batch or not self._worker.alive():
+            self._worker.wake()
 
     def depth(self) -> int:
         return len(self._q)
+
+    def _step(self) -> None:
+        self._drain()
 
     def _drain(self) -> None:
         q = self._q
@@ -136,39 +154,39 @@ class DeferredSinks:
                 self._busy = True
             try:
                 while q:
-                    call_safely(sinks, q.popleft(), self.failures)
+                    try:
+                        call_safely(sinks, q.popleft(), self.failures)
+                    except BaseException:
+                        log_once("sink-base", "chronograph: a sink raised SystemExit/KeyboardInterrupt "
+                                 "in the background; counted and ignored")
             finally:
                 with self._idle:
                     self._busy = False
                     self._idle.notify_all()
 
-    def _run(self) -> None:
-        while not self._stopped:
-            self._wake.wait(self._interval)
-            self._wake.clear()
-            self._drain()
-        self._drain()
-
-    def flush(self, timeout_s: float = 30.0) -> bool:
+    def flush(self, deadline: Deadline | float = 30.0) -> bool:
         """Wait until everything queued so far has gone through the sinks, then flush the sinks."""
-        deadline = time.monotonic() + timeout_s
-        if self._thread is None or not self._thread.is_alive():
+        if not isinstance(deadline, Deadline):
+            deadline = Deadline(deadline)
+        if not self._worker.alive():
             self._drain()
         else:
-            self._wake.set()
+            self._worker.wake()
             with self._idle:
                 while self._q or self._busy:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
+                    left = deadline.left()
+                    if left == 0.0:
                         return False
-                    self._wake.set()
-                    self._idle.wait(min(left, 0.05))
-        return flush_sinks(self.sinks, max(deadline - time.monotonic(), 0.0), self.failures)
+                    self._worker.wake()
+                    self._idle.wait(0.05 if left is None else min(left, 0.05))
+        return flush_sinks(self.sinks, deadline, self.failures)
 
-    def shutdown(self, timeout_s: float = 30.0) -> None:
-        self.flush(timeout_s)
-        self._stopped = True
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
+    def shutdown(self, deadline: Deadline | float = 30.0) -> bool:
+        """Deliver what is queued and stop, within one deadline; True if everything went through."""
+        if not isinstance(deadline, Deadline):
+            deadline = Deadline(deadline)
+        ok = self.flush(deadline)
+        self._closed = True
+        ok = self._worker.stop(deadline.left()) and ok
         shutdown_sinks(self.sinks, self.failures)
+        return ok

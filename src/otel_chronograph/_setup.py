@@ -1,12 +1,18 @@
-"""``install()``: put the chronograph processor on a TracerProvider with the sinks the config asks for.
+"""``install()`` and the one way every lap sink plugs in.
 
-Sinks are built by small factories, one per stage, so billing and the flight recorder plug in here
-without the processor knowing about them.
+A *stage* is a factory ``(config, meter_provider) -> (sink, deferred) | None`` (None: off in this
+config). Built-in stages (metrics, split-time display, flight recorder, billing) and third-party ones
+(entry point group ``otel_chronograph.sinks``, or :func:`register_sink_factory`) are built the same way,
+in that order. A stage that cannot start (a read-only outbox path, say) is a :class:`ConfigError` naming
+the stage, so start-up stops instead of running on without it.
 """
 
 from __future__ import annotations
 
+import importlib
+import logging
 import os
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -14,55 +20,98 @@ from opentelemetry import trace
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
-from ._config import ChronographConfig, load_config
-from ._display import SplitTimeDisplay
+from ._config import ChronographConfig, ConfigError, load_config
 from ._lap import Lap
-from ._processor import ChronographProcessor
+from .sources._processor import ChronographProcessor
 
-__all__ = ["SinkFactory", "build_sinks", "install", "register_sink_factory"]
+__all__ = ["ENTRY_POINT_GROUP", "SinkFactory", "build_sinks", "install", "make_processor",
+           "register_sink_factory"]
+
+_log = logging.getLogger("otel_chronograph")
 
 LapCallback = Callable[[Lap], None]
 # A factory returns (sink, deferred) or None when its stage is off in this config.
 SinkFactory = Callable[[ChronographConfig, "MeterProvider | None"], "tuple[LapCallback, bool] | None"]
 
+ENTRY_POINT_GROUP = "otel_chronograph.sinks"
+
+
+def _metrics(config: ChronographConfig, meter_provider: MeterProvider | None
+             ) -> tuple[LapCallback, bool] | None:
+    from ._metrics import LapMetrics
+
+    return LapMetrics(meter_provider), True
+
 
 def _display(config: ChronographConfig, _: MeterProvider | None) -> tuple[LapCallback, bool] | None:
     if config.display.split_times and config.display.format != "off":
+        from ._display import SplitTimeDisplay
+
         return SplitTimeDisplay(config.display), False
     return None
 
 
-_FACTORIES: list[SinkFactory] = [_display]
+# name -> factory, or "module:attribute" imported only when built (optional extras stay optional).
+_BUILTIN: dict[str, SinkFactory | str] = {
+    "metrics": _metrics,
+    "display": _display,
+    "recorder": "otel_chronograph.recorder:recorder_sink_factory",
+    "billing": "otel_chronograph.billing:billing_sink_factory",
+}
+_REGISTERED: list[SinkFactory] = []
 
 
 def register_sink_factory(factory: SinkFactory) -> None:
-    """Add a stage (billing, recorder, ...) that builds a sink from the config."""
-    if factory not in _FACTORIES:
-        _FACTORIES.append(factory)
+    """Add a stage from code (entry points in group ``otel_chronograph.sinks`` need no call)."""
+    if factory not in _REGISTERED:
+        _REGISTERED.append(factory)
 
 
-def _load_builtin_stages() -> None:
-    # Stages living in optional modules register themselves on import; absent ones are skipped.
-    import importlib
+def _resolve(ref: SinkFactory | str) -> SinkFactory:
+    if not isinstance(ref, str):
+        return ref
+    module, attr = ref.split(":")
+    return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
 
-    for mod in ("otel_chronograph.billing", "otel_chronograph.recorder"):
+
+def _entry_points() -> list[tuple[str, SinkFactory]]:
+    from importlib.metadata import entry_points
+
+    found = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
-            importlib.import_module(mod)
-        except ImportError as exc:
-            if exc.name is None or not exc.name.startswith(mod):
-                raise
+            found.append((ep.name, ep.load()))
+        except Exception as exc:  # a broken plugin is named, and the others still load
+            raise ConfigError(f"sink plugin {ep.name!r} ({ep.value}) cannot be loaded: {exc}") from None
+    return found
 
 
-def build_sinks(config: ChronographConfig, meter_provider: MeterProvider | None
+def stages(metrics: bool = True) -> list[tuple[str, SinkFactory]]:
+    """Every stage in build order, each once."""
+    out: list[tuple[str, SinkFactory]] = []
+    seen: set[int] = set()
+    candidates = [(name, _resolve(ref)) for name, ref in _BUILTIN.items() if metrics or name != "metrics"]
+    candidates += [(getattr(f, "__name__", "sink"), f) for f in _REGISTERED]
+    candidates += _entry_points()
+    for name, factory in candidates:
+        if id(factory) not in seen:
+            seen.add(id(factory))
+            out.append((name, factory))
+    return out
+
+
+def build_sinks(config: ChronographConfig, meter_provider: MeterProvider | None, metrics: bool = True
                 ) -> tuple[list[LapCallback], list[LapCallback]]:
     """(sinks on the lap's path, deferred sinks) for this configuration."""
-    _load_builtin_stages()
     sync: list[LapCallback] = []
     deferred: list[LapCallback] = []
     if not config.enabled:
         return sync, deferred
-    for factory in _FACTORIES:
-        made = factory(config, meter_provider)
+    for name, factory in stages(metrics):
+        try:
+            made = factory(config, meter_provider)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"the {name} stage cannot start: {exc}") from None
         if made is not None:
             sink, is_deferred = made
             (deferred if is_deferred else sync).append(sink)
@@ -76,7 +125,8 @@ def make_processor(
 ) -> ChronographProcessor:
     cfg = load_config(config)
     sync, deferred = build_sinks(cfg, meter_provider)
-    return ChronographProcessor(cfg, span_processors, meter_provider, sinks=sync, deferred_sinks=deferred)
+    return ChronographProcessor(cfg, span_processors, meter_provider, sinks=sync, deferred_sinks=deferred,
+                                metrics_enabled=False, health=cfg.enabled)
 
 
 def install(

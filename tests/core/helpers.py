@@ -12,7 +12,9 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from otel_chronograph import ChronographConfig, load_config
-from otel_chronograph._derive import Deriver
+from otel_chronograph._lap import Lap
+from otel_chronograph.engine._derive import Deriver
+from otel_chronograph.sources._sdk import record_of
 
 MS = 1_000_000
 T0 = 1_763_762_400_123 * MS  # an arbitrary epoch time in ns, whole milliseconds
@@ -72,8 +74,19 @@ def event(name: str, at_ms: float, **attrs: Any) -> Event:
     return Event(name, attributes=attrs, timestamp=T0 + round(at_ms * MS))
 
 
-def deriver(config: Mapping[str, Any] | ChronographConfig | None = None) -> Deriver:
-    return Deriver(load_config(config or {}, environ={}))
+class SdkDeriver(Deriver):
+    """The deriver fed with SDK spans, converted to records as the in-process source does."""
+
+    def derive(self, root: Any, spans: Any = (), command: str | None = None,  # type: ignore[override]
+               truncated: bool = False, context: Mapping[str, Any] | None = None) -> Lap:
+        return super().derive(record_of(root), [record_of(s) for s in spans], command, truncated, context)
+
+    def sector_of(self, span: Any) -> str | None:
+        return super().sector_of(span if not isinstance(span, ReadableSpan) else record_of(span))
+
+
+def deriver(config: Mapping[str, Any] | ChronographConfig | None = None) -> SdkDeriver:
+    return SdkDeriver(load_config(config or {}, environ={}))
 
 
 def wait_for(predicate: Callable[[], Any], timeout_s: float = 5.0, what: str = "condition") -> Any:

@@ -3,20 +3,47 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from opentelemetry.trace import SpanKind
 
-from otel_chronograph._assembly import Assembler
 from otel_chronograph._config import LapRule
-from otel_chronograph._rules import compile_lap_rules
+from otel_chronograph.engine._assembly import Assembler, Completed
+from otel_chronograph.engine._rules import compile_lap_rules
+from otel_chronograph.sources._sdk import attributes_of, record_of, resource_attributes
 
 from .helpers import mk, root
 
 
+class SdkAssembler(Assembler):
+    """The assembler fed with SDK spans as the processor feeds it; completed roots are the SDK spans."""
+
+    def start(self, span: Any) -> None:  # type: ignore[override]
+        p = span.parent
+        super().start(span.context.span_id, p.span_id if p is not None else None,
+                      p is not None and p.is_remote, span.name, span.kind, attributes_of(span),
+                      resource_attributes(span.resource))
+
+    def end(self, span: Any) -> tuple[bool, list[Completed]]:  # type: ignore[override]
+        held, done = super().end(record_of(span))
+        return held, [SdkCompleted(c) for c in done]  # type: ignore[misc]
+
+
+class SdkCompleted:
+    def __init__(self, c: Completed) -> None:
+        self.root = c.root.source
+        self.spans = c.spans
+        self.command, self.truncated, self.late = c.command, c.truncated, c.late
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SdkCompleted) and vars(self) == vars(other)
+
+
 def asm(*, grace_ms: float = 0, max_pending: int = 100, max_spans: int = 100, auto: bool = True,
-        rules: tuple[LapRule, ...] = ()) -> Assembler:
+        rules: tuple[LapRule, ...] = ()) -> SdkAssembler:
     evicted: list[int] = []
-    a = Assembler(compile_lap_rules(rules), auto, max_pending, max_spans, grace_ms, on_evict=evicted.append)
+    a = SdkAssembler(compile_lap_rules(rules), auto, max_pending, max_spans, grace_ms,
+                     on_evict=evicted.append)
     a.evicted_ids = evicted  # type: ignore[attr-defined]
     return a
 
@@ -145,17 +172,21 @@ def test_auto_laps_are_local_server_and_consumer_roots() -> None:
     server = mk("GET /", 1, None, 0, 1, kind=SpanKind.SERVER)
     consumer = mk("queue", 2, None, 0, 1, kind=SpanKind.CONSUMER)
     client = mk("GET out", 3, None, 0, 1, kind=SpanKind.CLIENT)
-    assert a.is_lap_root(server.name, server.kind, server.attributes, server.parent)[0]
-    assert a.is_lap_root(consumer.name, consumer.kind, consumer.attributes, consumer.parent)[0]
-    assert not a.is_lap_root(client.name, client.kind, client.attributes, client.parent)[0]
+    def is_root(a: Assembler, span: Any, parent: Any = None, attrs: Any = None) -> bool:
+        local = parent is None or parent.is_remote
+        return a.is_lap_root(span.name, span.kind, span.attributes if attrs is None else attrs, {}, local)[0]
+
+    assert is_root(a, server)
+    assert is_root(a, consumer)
+    assert not is_root(a, client)
     remote = mk("GET /", 4, None, 0, 1, kind=SpanKind.SERVER)
     from .helpers import ctx
 
-    assert a.is_lap_root(remote.name, SpanKind.SERVER, {}, ctx(99, remote=True))[0]
-    assert not a.is_lap_root(remote.name, SpanKind.SERVER, {}, ctx(99, remote=False))[0]
+    assert is_root(a, remote, ctx(99, remote=True), {})
+    assert not is_root(a, remote, ctx(99, remote=False), {})
     off = asm(auto=False)
-    assert not off.is_lap_root(server.name, server.kind, server.attributes, server.parent)[0]
-    assert off.is_lap_root("x", SpanKind.INTERNAL, {"chronograph.lap": True}, None)[0]
+    assert not is_root(off, server)
+    assert off.is_lap_root("x", SpanKind.INTERNAL, {"chronograph.lap": True}, {}, True)[0]
 
 
 def test_server_span_under_a_local_lap_is_part_of_it_not_a_new_lap() -> None:
@@ -173,9 +204,9 @@ def test_server_span_under_a_local_lap_is_part_of_it_not_a_new_lap() -> None:
 def test_lap_rules_mark_laps_and_give_commands() -> None:
     rules = (LapRule(name="job *", command="batch job"), LapRule(attribute="tool.name"))
     a = asm(rules=rules)
-    assert a.is_lap_root("job nightly", SpanKind.INTERNAL, {}, None) == (True, "batch job")
-    assert a.is_lap_root("call", SpanKind.INTERNAL, {"tool.name": "grep"}, None) == (True, None)
-    assert a.is_lap_root("call", SpanKind.INTERNAL, {}, None) == (False, None)
+    assert a.is_lap_root("job nightly", SpanKind.INTERNAL, {}, {}, True) == (True, "batch job")
+    assert a.is_lap_root("call", SpanKind.INTERNAL, {"tool.name": "grep"}, {}, True) == (True, None)
+    assert a.is_lap_root("call", SpanKind.INTERNAL, {}, {}, True) == (False, None)
     s = mk("job nightly", 1, None, 0, 1)
     a.start(s)
     _, done = a.end(s)
@@ -276,5 +307,5 @@ def test_evicted_nested_lap_does_not_hold_its_outer_lap_open() -> None:
     a.start(root(span_id=3))  # over the limit: inner is the oldest lap whose root has not ended
     assert a.stats.evicted == 1
     done = a.expire(everything=True)
-    assert [c.root for c in done] == [outer]
+    assert [c.root.source for c in done] == [outer]
     assert done[0].late == 0  # the evicted inner lap is not counted as a late span of the outer

@@ -133,7 +133,7 @@ def test_invalid_rules(tmp_path: Path) -> None:
     msg = error_for(tmp_path, {"sectors": {"rules": [{"name": "x", "match": {}}]}})
     assert "chronograph.sectors.rules.0.match" in msg
     msg = error_for(tmp_path, {"sectors": {"rules": [{"name": "x", "match": {"value": 1}}]}})
-    assert "needs 'attribute'" in msg
+    assert "needs exactly one of 'attribute' or 'resource'" in msg
 
 
 def test_every_error_is_reported_at_once(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from otel_chronograph._derive import (
+from otel_chronograph.engine._derive import (
     command_from_attributes,
     critical_path,
     lap_attributes,

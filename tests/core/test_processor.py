@@ -255,7 +255,7 @@ def test_failing_derivation_exports_the_root_unannotated(harness: Harness, monke
     def broken(*a: Any, **k: Any) -> Any:
         raise ValueError("broken rule")
 
-    monkeypatch.setattr(harness.processor._deriver, "sector_of", broken)
+    monkeypatch.setattr(harness.processor.engine.deriver, "sector_of", broken)
     with harness.lap("cmd") as handle, harness.sector("s"):
         pass
     assert handle.telemetry is None

@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry import trace
 
-from otel_chronograph._derive import Deriver
+from otel_chronograph.engine._derive import Deriver
+from otel_chronograph.sources._sdk import record_of
 
 from .conftest import Harness
 from .helpers import MS, ROOT_ID, T0, deriver, mk, root
@@ -249,7 +250,7 @@ def test_processor_derives_what_the_spans_say_whatever_the_end_order(make_harnes
     assert len(exported) == len(tree.nodes) + 1
     (annotated,) = h.annotated()
     others = [s for s in exported if s is not annotated]
-    expected = h.processor._deriver.derive(annotated, others)
+    expected = h.processor.engine.deriver.derive(record_of(annotated), [record_of(s) for s in others])
     assert lap.sectors == expected.sectors
     assert lap.other_ms == expected.other_ms
     assert lap.critical_path == expected.critical_path

@@ -8,7 +8,7 @@ import pytest
 from opentelemetry.trace import SpanKind
 
 from otel_chronograph._config import LapRule, MatchSpec, SectorRule
-from otel_chronograph._rules import compile_lap_rules, compile_match, compile_sector_rules
+from otel_chronograph.engine._rules import compile_lap_rules, compile_match, compile_sector_rules
 
 
 def m(**spec: Any) -> Any:
@@ -23,24 +23,24 @@ def m(**spec: Any) -> Any:
      ("[ab]*", "alpha", True), ("[ab]*", "gamma", False), ("*", "", True)],
 )
 def test_name_glob(pattern: str, name: str, hit: bool) -> None:
-    assert m(name=pattern)(name, SpanKind.INTERNAL, {}) is hit
+    assert m(name=pattern)(name, SpanKind.INTERNAL, {}, {}) is hit
 
 
 def test_kind() -> None:
     match = m(kind="CLIENT")
-    assert match("x", SpanKind.CLIENT, None)
-    assert not match("x", SpanKind.SERVER, None)
+    assert match("x", SpanKind.CLIENT, None, {})
+    assert not match("x", SpanKind.SERVER, None, {})
 
 
 def test_attribute_presence_and_value() -> None:
     present = m(attribute="db.system")
-    assert present("q", SpanKind.CLIENT, {"db.system": "sqlite"})
-    assert present("q", SpanKind.CLIENT, {"db.system": ""})  # presence, whatever the value
-    assert not present("q", SpanKind.CLIENT, {"other": 1})
-    assert not present("q", SpanKind.CLIENT, None)
+    assert present("q", SpanKind.CLIENT, {"db.system": "sqlite"}, {})
+    assert present("q", SpanKind.CLIENT, {"db.system": ""}, {})  # presence, whatever the value
+    assert not present("q", SpanKind.CLIENT, {"other": 1}, {})
+    assert not present("q", SpanKind.CLIENT, None, {})
     valued = m(attribute="db.system", value="sqlite")
-    assert valued("q", SpanKind.CLIENT, {"db.system": "sqlite"})
-    assert not valued("q", SpanKind.CLIENT, {"db.system": "postgresql"})
+    assert valued("q", SpanKind.CLIENT, {"db.system": "sqlite"}, {})
+    assert not valued("q", SpanKind.CLIENT, {"db.system": "postgresql"}, {})
 
 
 @pytest.mark.parametrize(
@@ -49,15 +49,15 @@ def test_attribute_presence_and_value() -> None:
      (True, "true", True), (False, True, False), (True, 1, False), ("x", "x", True), (1.5, 1.5, True)],
 )
 def test_value_equality_across_types(expected: Any, actual: Any, hit: bool) -> None:
-    assert m(attribute="a", value=expected)("n", SpanKind.INTERNAL, {"a": actual}) is hit
+    assert m(attribute="a", value=expected)("n", SpanKind.INTERNAL, {"a": actual}, {}) is hit
 
 
 def test_every_given_field_must_hold() -> None:
     match = m(name="GET *", kind="CLIENT", attribute="http.url")
-    assert match("GET x", SpanKind.CLIENT, {"http.url": "u"})
-    assert not match("GET x", SpanKind.SERVER, {"http.url": "u"})
-    assert not match("PUT x", SpanKind.CLIENT, {"http.url": "u"})
-    assert not match("GET x", SpanKind.CLIENT, {})
+    assert match("GET x", SpanKind.CLIENT, {"http.url": "u"}, {})
+    assert not match("GET x", SpanKind.SERVER, {"http.url": "u"}, {})
+    assert not match("PUT x", SpanKind.CLIENT, {"http.url": "u"}, {})
+    assert not match("GET x", SpanKind.CLIENT, {}, {})
 
 
 def test_sector_rules_first_match_wins() -> None:
@@ -65,16 +65,16 @@ def test_sector_rules_first_match_wins() -> None:
              SectorRule(name="backend", match=MatchSpec(kind="CLIENT")),
              SectorRule(name="never", match=MatchSpec(kind="CLIENT", attribute="db.system"))]
     sector_for = compile_sector_rules(rules)
-    assert sector_for("SELECT", SpanKind.CLIENT, {"db.system": "sqlite"}) == "storage"
-    assert sector_for("GET", SpanKind.CLIENT, {}) == "backend"
-    assert sector_for("work", SpanKind.INTERNAL, {}) is None
-    assert compile_sector_rules([])("x", SpanKind.CLIENT, {}) is None
+    assert sector_for("SELECT", SpanKind.CLIENT, {"db.system": "sqlite"}, {}) == "storage"
+    assert sector_for("GET", SpanKind.CLIENT, {}, {}) == "backend"
+    assert sector_for("work", SpanKind.INTERNAL, {}, {}) is None
+    assert compile_sector_rules([])("x", SpanKind.CLIENT, {}, {}) is None
 
 
 def test_lap_rules_give_the_command_of_the_first_match() -> None:
     lap_for = compile_lap_rules([LapRule(name="tool.*", command="tool call"), LapRule(name="tool.grep"),
                                  LapRule(kind="PRODUCER")])
-    assert lap_for("tool.grep", SpanKind.INTERNAL, {}) == (True, "tool call")
-    assert lap_for("send", SpanKind.PRODUCER, {}) == (True, None)
-    assert lap_for("other", SpanKind.INTERNAL, {}) == (False, None)
-    assert compile_lap_rules([])("x", SpanKind.SERVER, {}) == (False, None)
+    assert lap_for("tool.grep", SpanKind.INTERNAL, {}, {}) == (True, "tool call")
+    assert lap_for("send", SpanKind.PRODUCER, {}, {}) == (True, None)
+    assert lap_for("other", SpanKind.INTERNAL, {}, {}) == (False, None)
+    assert compile_lap_rules([])("x", SpanKind.SERVER, {}, {}) == (False, None)

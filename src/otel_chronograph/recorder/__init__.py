@@ -100,7 +100,7 @@ def get_recorder() -> FlightRecorder | None:
     return _current
 
 
-def _factory(config: ChronographConfig, _meter_provider: MeterProvider | None
+def recorder_sink_factory(config: ChronographConfig, _meter_provider: MeterProvider | None
              ) -> tuple[FlightRecorder, bool] | None:
     global _current
     if not config.recorder.enabled:
@@ -111,4 +111,4 @@ def _factory(config: ChronographConfig, _meter_provider: MeterProvider | None
     return recorder, True
 
 
-register_sink_factory(_factory)
+register_sink_factory(recorder_sink_factory)

@@ -1,4 +1,8 @@
-"""Assembly: group the spans of each lap as they start and end, and say when a lap is complete.
+"""Live assembly (the in-process completion policy): group the spans of each lap as they start and
+end, and say when a lap is complete.
+
+Only a source that sees spans start (the SDK processor) can use this policy; sources that only see
+ended spans (OTLP, files) use :mod:`._traces` (time-based ``decision_wait``) instead.
 
 A lap is complete when its root has ended and every span started under it has ended, or, with a grace
 period, when that period after the root's end has passed. Memory is bounded: at most
@@ -15,10 +19,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import SpanContext, SpanKind
+from opentelemetry.trace import SpanKind
 
-from ._rules import SpanRecord, attributes_of
+from ._records import SpanRecord
 
 __all__ = ["Assembler", "Completed", "PendingLap"]
 
@@ -26,7 +29,7 @@ _LAP_KINDS = (SpanKind.SERVER, SpanKind.CONSUMER)
 
 _NOT_EVICTED = object()
 
-LapDecider = Callable[[str, SpanKind, Mapping[str, Any] | None], tuple[bool, str | None]]
+LapDecider = Callable[[str, SpanKind, Mapping[str, Any], Mapping[str, Any]], tuple[bool, str | None]]
 
 
 @dataclass(eq=False, slots=True)
@@ -37,7 +40,8 @@ class PendingLap:
     open_ids: set[int] = field(default_factory=set)
     dropped_ids: set[int] = field(default_factory=set)
     spans: list[SpanRecord] = field(default_factory=list)
-    root: ReadableSpan | None = None
+    root: SpanRecord | None = None
+    context: Mapping[str, Any] | None = None  # e.g. the baggage of the lap's start context
     deadline_ns: int = 0
     dropped: int = 0
     done: bool = False
@@ -47,11 +51,12 @@ class PendingLap:
 class Completed:
     """A lap ready to derive: its root, the spans that ended in time, and what was missed."""
 
-    root: ReadableSpan
+    root: SpanRecord
     spans: list[SpanRecord]
     command: str | None
     truncated: bool
     late: int
+    context: Mapping[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -92,27 +97,26 @@ class Assembler:
     def pending_count(self) -> int:
         return len(self._pending)
 
-    def is_lap_root(self, name: str, kind: SpanKind, attributes: Mapping[str, Any] | None,
-                    parent: SpanContext | None) -> tuple[bool, str | None]:
+    def is_lap_root(self, name: str, kind: SpanKind, attributes: Mapping[str, Any],
+                    resource: Mapping[str, Any], local_root: bool) -> tuple[bool, str | None]:
         if attributes and attributes.get("chronograph.lap") is True:
             return True, None
-        if self._auto and kind in _LAP_KINDS and (parent is None or parent.is_remote):
+        if self._auto and local_root and kind in _LAP_KINDS:
             return True, None
-        return self._decide(name, kind, attributes)
+        return self._decide(name, kind, attributes, resource)
 
-    def start(self, span: ReadableSpan) -> None:
-        ctx = span.context
-        if ctx is None:
-            return
-        sid = ctx.span_id
-        parent = span.parent
-        parent_id = parent.span_id if parent is not None and not parent.is_remote else None
+    def start(self, sid: int, parent_id: int | None, parent_remote: bool, name: str, kind: SpanKind,
+              attrs: Mapping[str, Any], resource: Mapping[str, Any],
+              context: Callable[[], Mapping[str, Any] | None] | None = None) -> None:
+        """Track a starting span (``parent_id`` None for no parent). ``context`` is called only for a
+        new lap, to keep what its start context says (baggage) for identity rules."""
+        if parent_remote:
+            parent_id = None  # a lap never spans processes in-process
         owner = self._owner.get(parent_id) if parent_id is not None else None
-        attrs = attributes_of(span)
         if owner is not None and not self._has_rules and attrs.get("chronograph.lap") is not True:
             is_lap, command = False, None  # the common case: a span inside a lap, no lap rules to try
         else:
-            is_lap, command = self.is_lap_root(span.name, span.kind, attrs, parent)
+            is_lap, command = self.is_lap_root(name, kind, attrs, resource, parent_id is None)
         if not is_lap and owner is None:
             if self._dropped and parent_id is not None:
                 with self._lock:
@@ -130,6 +134,8 @@ class Assembler:
                     owner.open_ids.add(sid)
             if is_lap:
                 pending = PendingLap(sid, command, owner)
+                if context is not None:
+                    pending.context = context()
                 self._pending[sid] = pending
                 self._owner[sid] = pending
                 if len(self._pending) > self._max_pending:
@@ -137,12 +143,9 @@ class Assembler:
             else:
                 self._owner[sid] = owner  # type: ignore[assignment]
 
-    def end(self, span: ReadableSpan) -> tuple[bool, list[Completed]]:
+    def end(self, span: SpanRecord) -> tuple[bool, list[Completed]]:
         """Record an ended span: (is it a held lap root, the laps this completes)."""
-        ctx = span.context
-        if ctx is None:
-            return False, []
-        sid = ctx.span_id
+        sid = span.span_id
         with self._lock:
             pending = self._owner.pop(sid, None)
             if pending is None:
@@ -167,7 +170,7 @@ class Assembler:
                 return True, self._complete(pending)
             pending.open_ids.discard(sid)
             if len(pending.spans) < self._max_spans:
-                pending.spans.append(SpanRecord.of(span))
+                pending.spans.append(span)
             else:
                 pending.dropped += 1
                 self.stats.dropped_spans += 1
@@ -229,11 +232,12 @@ class Assembler:
             # A lap nested in another: its spans (and root) belong to the outer lap too.
             outer.open_ids.discard(pending.root_id)
             room = self._max_spans - len(outer.spans)
-            moved = [*pending.spans, SpanRecord.of(root)]
+            moved = [*pending.spans, root]
             outer.spans.extend(moved[:max(room, 0)])
             if len(moved) > room:
                 outer.dropped += len(moved) - max(room, 0)
-        result = [Completed(root, pending.spans, pending.command, pending.dropped > 0 or late > 0, late)]
+        result = [Completed(root, pending.spans, pending.command, pending.dropped > 0 or late > 0, late,
+                            pending.context)]
         if outer is not None and not outer.done and outer.root is not None and not outer.open_ids:
             self._waiting_grace.pop(outer.root_id, None)
             result.extend(self._complete(outer))

@@ -1,0 +1,461 @@
+"""Derivation: from a finished lap's span records to a :class:`Lap` (SPEC.md, "Derivation").
+
+In steps, each a small function over integer nanoseconds so the arithmetic is exact (milliseconds only
+at the edge): index the spans, inherit sectors and clip windows, sector splits, critical-path shares,
+identity, status and cost. Works on :class:`SpanRecord` only, so every source derives alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+from .._config import ChronographConfig
+from .._lap import Lap, LapEvent, Lazy, SectorSpan, Status
+from ._records import EMPTY, SpanRecord
+from ._rules import compile_identity, compile_sector_rules, first_value
+
+__all__ = [
+    "Deriver",
+    "command_from_attributes",
+    "critical_path",
+    "lap_attributes",
+    "status_for",
+    "union_ns",
+]
+
+SECTOR_ATTR = "chronograph.sector"
+_NS_PER_MS = 1_000_000
+
+
+def union_ns(intervals: list[tuple[int, int]]) -> int:
+    """Total length covered by possibly overlapping [start, end) intervals."""
+    if len(intervals) < 2:
+        return intervals[0][1] - intervals[0][0] if intervals else 0
+    intervals.sort()
+    total = 0
+    cur_s, cur_e = intervals[0]
+    for s, e in intervals[1:]:
+        if s > cur_e:
+            total += cur_e - cur_s
+            cur_s, cur_e = s, e
+        elif e > cur_e:
+            cur_e = e
+    return total + cur_e - cur_s
+
+
+def critical_path(
+    root_id: int,
+    window: Mapping[int, tuple[int, int]],
+    children: Mapping[int, list[int]],
+) -> list[tuple[int, int, int]]:
+    """Jaeger's critical path: (span id, start, end) sections that partition the root's window.
+
+    ``window`` holds each span's interval already clipped to its parent; ``children`` lists child ids.
+    Iterative (deep traces must not hit the recursion limit): walk the last-finishing child, and when a
+    span has no child finishing before the cursor, its own time up to the cursor is on the path.
+    """
+    sections: list[tuple[int, int, int]] = []
+    if len(children) <= 1 and all(k == root_id for k in children):
+        return _flat_critical_path(root_id, window, children.get(root_id, ()), sections)
+    by_end: dict[int, list[int]] = {}
+    ptr: dict[int, int] = {}
+    parent_of: dict[int, int] = {}
+    span = root_id
+    cursor = window[root_id][1]
+    while True:
+        start = window[span][0]
+        kids = by_end.get(span)
+        if kids is None:
+            kids = children.get(span) or []
+            if len(kids) > 1:
+                kids = sorted(kids, key=lambda k: window[k][1], reverse=True)
+            by_end[span] = kids
+            ptr[span] = 0
+            for k in kids:
+                parent_of[k] = span
+        # The cursor only moves back in time, so one pointer per span walks its children once.
+        i, n = ptr[span], len(kids)
+        while i < n and window[kids[i]][1] > cursor:
+            i += 1
+        if i < n:
+            lfc = kids[i]
+            ptr[span] = i + 1
+            lfc_end = window[lfc][1]
+            if cursor > lfc_end:
+                sections.append((span, lfc_end, cursor))
+            span, cursor = lfc, lfc_end
+            continue
+        ptr[span] = i
+        if cursor > start:
+            sections.append((span, start, cursor))
+        if span == root_id:
+            return sections
+        # Back to the parent, which continues before this child's start.
+        cursor = start
+        span = parent_of[span]
+
+
+def _flat_critical_path(root_id: int, window: Mapping[int, tuple[int, int]], kids: Sequence[int],
+                        sections: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """The common lap: every span a direct child of the root, so each child on the path is a leaf."""
+    r_start, cursor = window[root_id]
+    for k in sorted(kids, key=lambda k: window[k][1], reverse=True):
+        k_start, k_end = window[k]
+        if k_end > cursor:
+            continue  # overlaps the child already on the path: not before the cursor
+        if cursor > k_end:
+            sections.append((root_id, k_end, cursor))
+        sections.append((k, k_start, k_end))
+        cursor = k_start
+    if cursor > r_start:
+        sections.append((root_id, r_start, cursor))
+    return sections
+
+
+def status_for(lap_ms: float, green_ms: float, yellow_ms: float) -> Status:
+    if lap_ms < green_ms:
+        return "GREEN"
+    if lap_ms < yellow_ms:
+        return "YELLOW"
+    return "RED"
+
+
+def _hex_span(span_id: int) -> str:
+    return format(span_id, "016x")
+
+
+def _exception_message(root: SpanRecord, spans: Iterable[SpanRecord]) -> str | None:
+    """The first recorded exception's message, for an error lap whose status has no description."""
+    sources: list[Sequence[Any]] = [root.events, *(s.events for s in spans)]
+    for events in sources:
+        for e in events:
+            if e.name == "exception" and e.attributes and "exception.message" in e.attributes:
+                message = str(e.attributes["exception.message"])
+                kind = e.attributes.get("exception.type")
+                return f"{kind}: {message}" if kind is not None else message
+    return None
+
+
+def command_from_attributes(name: str, attributes: Mapping[str, Any] | None) -> str:
+    """The lap's command: explicit attribute, else ``METHOD route`` for HTTP servers, else the span name."""
+    if attributes:
+        cmd = attributes.get("chronograph.command")
+        if cmd:
+            return str(cmd)
+        route = attributes.get("http.route")
+        if route:
+            method = attributes.get("http.request.method") or attributes.get("http.method")
+            return f"{method} {route}" if method else str(route)
+    return name
+
+
+class _Tree:
+    """Step 1-2 results: the lap's spans indexed by id, their sectors and windows."""
+
+    __slots__ = ("children", "parent_of", "r_end", "r_start", "raw", "root_id", "sector", "span_of",
+                 "window")
+
+    def __init__(self, root_id: int, r_start: int, r_end: int) -> None:
+        self.root_id = root_id
+        self.r_start = r_start
+        self.r_end = r_end
+        self.span_of: dict[int, SpanRecord] = {}
+        self.parent_of: dict[int, int] = {}
+        self.raw: dict[int, tuple[int, int]] = {}
+        self.sector: dict[int, str | None] = {root_id: None}
+        self.window: dict[int, tuple[int, int]] = {root_id: (r_start, r_end)}
+        self.children: dict[int, list[int]] = {}
+
+
+def _index(tree: _Tree, spans: Sequence[SpanRecord], sector_of: Callable[[SpanRecord], str | None]
+           ) -> dict[int, str | None]:
+    """Step 1, one pass: parent, raw interval and own sector of each span. Orphans hang off the root."""
+    root_id, r_start = tree.root_id, tree.r_start
+    span_of, parent_of, raw = tree.span_of, tree.parent_of, tree.raw
+    own: dict[int, str | None] = {}
+    for s in spans:
+        sid = s.span_id
+        if sid == root_id or sid in span_of:
+            continue
+        span_of[sid] = s
+        p = s.parent_id
+        parent_of[sid] = p if p is not None else root_id
+        st = s.start_time or r_start
+        en = s.end_time or st
+        raw[sid] = (st, en if en > st else st)
+        own[sid] = sector_of(s)
+    for sid, pid in parent_of.items():
+        if pid != root_id and (pid not in span_of or pid == sid):
+            parent_of[sid] = root_id
+    return own
+
+
+def _inherit(tree: _Tree, own: Mapping[int, str | None]) -> None:
+    """Step 2, top-down: a span's sector is its own or its nearest sector ancestor's; its window (for
+    the critical path) is clipped to its parent's window, as Jaeger does."""
+    span_of, parent_of, raw = tree.span_of, tree.parent_of, tree.raw
+    sector, window, root_id = tree.sector, tree.window, tree.root_id
+    for sid in span_of:
+        if sid in window:
+            continue
+        chain = [sid]
+        cur = parent_of[sid]
+        while cur not in window:
+            chain.append(cur)
+            cur = parent_of[cur]
+            if len(chain) > len(span_of):  # a parent cycle: can't happen with real span ids
+                cur = root_id
+                break
+        for node in reversed(chain):
+            pid = parent_of[node]
+            if pid not in window:
+                pid = root_id
+            o = own[node]
+            sector[node] = o if o is not None else sector[pid]
+            p_start, p_end = window[pid]
+            st, en = raw[node]
+            a = st if st > p_start else p_start
+            b = en if en < p_end else p_end
+            window[node] = (a, b if b > a else a)
+
+
+def _splits(tree: _Tree) -> tuple[list[str], dict[str, int], int]:
+    """Step 3: sector unions clipped to the lap window, sectors ordered by first start, other time."""
+    r_start, r_end = tree.r_start, tree.r_end
+    per_sector: dict[str, list[tuple[int, int]]] = {}
+    first_start: dict[str, int] = {}
+    covered: list[tuple[int, int]] = []
+    children, window, parent_of, sector = tree.children, tree.window, tree.parent_of, tree.sector
+    root_id = tree.root_id
+    for sid, (st, en) in tree.raw.items():
+        w = window[sid]
+        if w[1] > w[0]:
+            children.setdefault(parent_of[sid] if parent_of[sid] in window else root_id, []).append(sid)
+        name = sector[sid]
+        if name is None:
+            continue
+        if name not in first_start or st < first_start[name]:
+            first_start[name] = st
+        a = st if st > r_start else r_start
+        b = en if en < r_end else r_end
+        if b > a:
+            per_sector.setdefault(name, []).append((a, b))
+            covered.append((a, b))
+    names = sorted(first_start, key=lambda n: (first_start[n], n))
+    sectors_ns = {n: union_ns(per_sector[n]) if n in per_sector else 0 for n in names}
+    return names, sectors_ns, (r_end - r_start) - union_ns(covered)
+
+
+def _critical_shares(tree: _Tree) -> tuple[dict[str, int], int]:
+    """Step 4: the critical path's time per sector, and the part outside any sector."""
+    cp_ns: dict[str, int] = {}
+    cp_other = 0
+    sector = tree.sector
+    for sid, a, b in critical_path(tree.root_id, tree.window, tree.children):
+        name = sector[sid]
+        if name is None:
+            cp_other += b - a
+        else:
+            cp_ns[name] = cp_ns.get(name, 0) + (b - a)
+    return cp_ns, cp_other
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(str(value))
+    except ValueError:
+        return None
+
+
+class Deriver:
+    """Holds what the config fixes (rules, thresholds, rate card) so each derivation is just arithmetic."""
+
+    def __init__(self, config: ChronographConfig) -> None:
+        self._sector_for = compile_sector_rules(config.sectors.rules)
+        self._has_sector_rules = bool(config.sectors.rules)
+        self._status = config.status
+        billing = config.billing
+        self._tiers = dict(billing.tiers)
+        self._rates = dict(billing.rates)
+        self._default_rate = billing.default_rate
+        self._default_tier = billing.default_tier
+        self._unknown_tier = billing.unknown_tier_multiplier
+        self._max_events = config.recorder.max_events_per_lap
+        ident = config.laps.identity
+        self._identity = {key: rule for key, rule in (
+            ("customer", compile_identity(ident.customer)), ("tier", compile_identity(ident.tier)),
+            ("command", compile_identity(ident.command)), ("score", compile_identity(ident.score)),
+            ("session", compile_identity(ident.session))) if rule is not None}
+
+    def cost(self, command: str, tier: str) -> Decimal:
+        rate = self._rates.get(command, self._default_rate)
+        multiplier = self._tiers.get(tier, self._unknown_tier)
+        return rate * multiplier
+
+    def sector_of(self, span: SpanRecord) -> str | None:
+        attrs = span.attributes
+        if attrs:
+            explicit = attrs.get(SECTOR_ATTR)
+            if explicit is not None:
+                return str(first_value(explicit))
+        if self._has_sector_rules:
+            return self._sector_for(span.name, span.kind, attrs, span.resource)
+        return None
+
+    def _identify(self, root: SpanRecord, rule_command: str | None, context: Mapping[str, Any] | None
+                  ) -> tuple[str, str, str | None, float | None, str | None]:
+        """Step 5: command, tier, customer, score, session: code's attributes, then the lap rule's
+        command, then identity rules (span attributes, resource, baggage), then defaults."""
+        attrs = root.attributes
+        found: dict[str, Any] = {}
+        if self._identity:
+            resource, baggage = root.resource, context or EMPTY
+            for key, lookup in self._identity.items():
+                value = lookup(attrs, resource, baggage)
+                if value is not None:
+                    found[key] = value
+        explicit = attrs.get("chronograph.command")
+        if explicit:
+            command = str(first_value(explicit))
+        elif rule_command is not None:
+            command = rule_command
+        elif "command" in found:
+            command = str(found["command"])
+        else:
+            command = command_from_attributes(root.name, attrs)
+        tier_attr = attrs.get("chronograph.tier", found.get("tier"))
+        tier = str(first_value(tier_attr)) if tier_attr is not None else self._default_tier
+        customer = attrs.get("chronograph.customer", found.get("customer"))
+        score = _number(first_value(attrs.get("chronograph.score", found.get("score"))))
+        session = attrs.get("session.id", found.get("session"))
+        return (command, tier, str(first_value(customer)) if customer is not None else None, score,
+                str(first_value(session)) if session is not None else None)
+
+    def derive(
+        self,
+        root: SpanRecord,
+        spans: Sequence[SpanRecord],
+        command: str | None = None,
+        truncated: bool = False,
+        context: Mapping[str, Any] | None = None,
+    ) -> Lap:
+        """Derive a lap from its root and the descendants that ended in time (any order).
+
+        ``command`` is a lap rule's command; ``context`` what the lap's start context said (baggage).
+        """
+        root_id = root.span_id
+        r_start, r_end = root.start_time, root.end_time
+        if r_end < r_start:
+            r_end = r_start
+        tree = _Tree(root_id, r_start, r_end)
+        _inherit(tree, _index(tree, spans, self.sector_of))
+        names, sectors_ns, other_ns = _splits(tree)
+        cp_ns, cp_other = _critical_shares(tree)
+        cmd, tier, customer, score, session = self._identify(root, command, context)
+
+        # Step 6: status.
+        lap_ms = (r_end - r_start) / _NS_PER_MS
+        green, yellow = self._status.thresholds(cmd)
+        status = status_for(lap_ms, green, yellow)
+        error = root.error
+        error_message = root.status_message if error else None
+        if error and self._status.on_error != "time":
+            status = self._status.on_error
+        if error and not error_message:
+            error_message = _exception_message(root, tree.span_of.values())
+
+        timeline: list[tuple[list[LapEvent], list[SectorSpan]]] = []
+
+        def build() -> tuple[list[LapEvent], list[SectorSpan]]:
+            if not timeline:
+                timeline.append(self._timeline(root, tree))
+            return timeline[0]
+
+        service = root.resource.get("service.name") if root.resource else None
+        hex_id = _hex_span(root_id)
+        return Lap(
+            request_id="req_" + hex_id,
+            trace_id=format(root.trace_id, "032x"),
+            span_id=hex_id,
+            command=cmd,
+            timestamp=r_start // _NS_PER_MS,
+            start_ns=r_start,
+            end_ns=r_end,
+            lap_ms=lap_ms,
+            other_ms=other_ns / _NS_PER_MS,
+            sectors={n: v / _NS_PER_MS for n, v in sectors_ns.items()},
+            critical_path={n: cp_ns[n] / _NS_PER_MS for n in names if n in cp_ns},
+            critical_other_ms=cp_other / _NS_PER_MS,
+            status=status,
+            error=error,
+            tier=tier,
+            customer=customer,
+            score=score,
+            cost=self.cost(cmd, tier),  # step 7: price
+            events=Lazy(lambda: build()[0]),
+            spans=Lazy(lambda: build()[1]),
+            error_message=error_message,
+            session_id=session,
+            service_name=str(service) if service else None,
+            span_count=len(tree.span_of) + 1,
+            truncated=truncated,
+        )
+
+    def _timeline(self, root: SpanRecord, tree: _Tree) -> tuple[list[LapEvent], list[SectorSpan]]:
+        """Span rows (clipped to the lap) and span events in time order, for timelines and flamegraphs."""
+        rows = []
+        events: list[LapEvent] = []
+        limit = self._max_events
+        r_start, r_end = tree.r_start, tree.r_end
+        sector, parent_of, raw = tree.sector, tree.parent_of, tree.raw
+        if root.events:
+            self._events(root.events, None, root.name, r_start, events, limit)
+        for sid, s in tree.span_of.items():
+            st, en = raw[sid]
+            a = st if st > r_start else r_start
+            b = en if en < r_end else r_end
+            rows.append(SectorSpan(sector[sid], s.name, _hex_span(sid), _hex_span(parent_of[sid]),
+                                   a, b if b > a else a, s.error))
+            ev = s.events
+            if ev:
+                self._events(ev, sector[sid], s.name, r_start, events, limit)
+        if len(events) > 1:
+            events.sort(key=lambda e: e.timestamp_ns)
+        return events, rows
+
+    @staticmethod
+    def _events(source: Sequence[Any], sector: str | None, span_name: str, r_start: int,
+                out: list[LapEvent], limit: int) -> None:
+        for e in source:
+            if len(out) >= limit:
+                return
+            out.append(LapEvent(e.name, e.timestamp, (e.timestamp - r_start) / _NS_PER_MS, sector,
+                                span_name, dict(e.attributes or {})))
+
+
+def lap_attributes(lap: Lap) -> dict[str, Any]:
+    """The ``chronograph.*`` attributes the exported lap span carries."""
+    out: dict[str, Any] = {
+        "chronograph.lap": True,
+        "chronograph.command": lap.command,
+        "chronograph.lap_ms": lap.lap_ms,
+        "chronograph.other_ms": lap.other_ms,
+        "chronograph.status": lap.status,
+        "chronograph.cost": format(lap.cost, "f"),
+        "chronograph.request_id": lap.request_id,
+        "chronograph.tier": lap.tier,
+    }
+    if lap.customer is not None:
+        out["chronograph.customer"] = lap.customer
+    for name, ms in lap.sectors.items():
+        out[f"chronograph.sector.{name}.ms"] = ms
+    if lap.error:
+        out["chronograph.error"] = True
+    return out
+

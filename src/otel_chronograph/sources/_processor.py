@@ -1,0 +1,266 @@
+"""The in-process source: a ``SpanProcessor`` in front of the exporting processors.
+
+A thin adapter: SDK spans become records (:mod:`._sdk`), the live :class:`Assembler` says when a lap is
+complete, the :class:`Engine` derives it and runs the sinks, and the exporting processors (usually a
+``BatchSpanProcessor``) get every span, lap roots as an annotated copy. Derivation happens here, before
+the batch queue, so a full export queue can drop spans but never a lap. Nothing raises into the
+application.
+"""
+
+from __future__ import annotations
+
+import atexit
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from opentelemetry import baggage
+from opentelemetry.context import Context
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+from .. import _api
+from .._config import ChronographConfig, load_config
+from .._lap import Lap
+from .._pipeline import log_once
+from .._worker import Deadline, Worker
+from ..engine._assembly import Assembler, Completed
+from ..engine._derive import lap_attributes
+from ..engine._engine import Engine
+from ..engine._rules import compile_lap_rules
+from ._sdk import annotated_copy, attributes_of, record_of, resource_attributes
+
+__all__ = ["ChronographProcessor"]
+
+LapCallback = Callable[[Lap], None]
+
+_SINK_SHUTDOWN_S = 10.0  # one deadline for every sink at shutdown; exporters are shut down before it
+
+
+def annotated_root(root: ReadableSpan, lap: Lap) -> ReadableSpan:
+    return annotated_copy(root, lap_attributes(lap))
+
+
+class ChronographProcessor(SpanProcessor):
+    """Derives a :class:`Lap` for every finished lap and hands it to the sinks.
+
+    ``sinks`` run in the thread that ended the lap, before ``lap.telemetry`` is available (use for
+    what must not be lost, e.g. the billing outbox); ``deferred_sinks`` run in a background thread in
+    batches (metrics, the flight recorder).
+    """
+
+    def __init__(
+        self,
+        config: ChronographConfig | None = None,
+        span_processors: Sequence[SpanProcessor] = (),
+        meter_provider: MeterProvider | None = None,
+        sinks: Sequence[LapCallback] = (),
+        deferred_sinks: Sequence[LapCallback] = (),
+        metrics_enabled: bool = True,
+        health: bool | None = None,
+    ) -> None:
+        self.config = config if config is not None else load_config()
+        cfg = self.config
+        self._next: list[SpanProcessor] = list(span_processors)
+        self._enabled = cfg.enabled
+        self._grace = cfg.laps.grace_ms > 0
+        self.engine = Engine(cfg, sinks, deferred_sinks)
+        self._assembler = Assembler(
+            compile_lap_rules(cfg.laps.match), cfg.laps.auto_server_roots,
+            cfg.laps.max_pending_traces, cfg.laps.max_spans_per_trace, cfg.laps.grace_ms,
+            on_evict=self._evicted,
+        )
+        ident = cfg.laps.identity
+        self._baggage = any(s.baggage is not None for rules in (
+            ident.customer, ident.tier, ident.command, ident.score, ident.session) for s in rules)
+        self._meter_provider = meter_provider
+        if metrics_enabled and cfg.enabled:
+            # The same stage install() builds (otel_chronograph._setup), for direct construction.
+            from .._metrics import LapMetrics
+
+            self.engine.deferred.sinks.insert(0, LapMetrics(meter_provider))
+        if (metrics_enabled if health is None else health) and cfg.enabled:
+            self._register_health(meter_provider)
+        self._shutdown = False
+        self._sweeper = Worker("chronograph-grace", self._sweep, 1.0)
+        # Deliver queued laps to the metrics before the MeterProvider's own exit-time shutdown (atexit
+        # runs handlers last-registered first, and the providers were made before this processor).
+        atexit.register(_flush_at_exit, weakref.ref(self))
+
+    # -- wiring ---------------------------------------------------------------------------------
+
+    @property
+    def sinks(self) -> list[LapCallback]:
+        return self.engine.sinks
+
+    @property
+    def deferred(self) -> Any:
+        return self.engine.deferred
+
+    def add_span_processor(self, processor: SpanProcessor) -> None:
+        self._next.append(processor)
+
+    def add_sink(self, sink: LapCallback, deferred: bool = True) -> None:
+        """Add a lap sink: deferred ones run in the background, others on the lap's path."""
+        self.engine.add_sink(sink, deferred)
+
+    def pending_laps(self) -> int:
+        return self._assembler.pending_count()
+
+    @property
+    def laps_derived(self) -> int:
+        return self.engine.laps_derived
+
+    @property
+    def failures(self) -> list[int]:
+        return self.engine.failures
+
+    @property
+    def stats(self) -> dict[str, int]:
+        s = self._assembler.stats
+        return {
+            "laps_derived": self.engine.laps_derived, "pending": self._assembler.pending_count(),
+            "evicted": s.evicted, "dropped_spans": s.dropped_spans, "late_spans": s.late_spans,
+            "forced": s.forced, "sink_queue_dropped": self.engine.dropped_count(),
+            "failures": self.engine.failure_count(),
+        }
+
+    def _register_health(self, mp: MeterProvider | None) -> None:
+        # Units are annotations ({lap}): a plain "1" would make Prometheus names end in _ratio.
+        from .._metrics import observe_gauge
+
+        observe_gauge(mp, "chronograph.pending_traces", self.pending_laps,
+                      "Laps waiting for their spans to end", unit="{lap}")
+        s = self._assembler.stats
+        self.engine.register_health(mp, {
+            "chronograph.evicted_traces": (lambda: s.evicted, "Pending laps evicted at the limit", "{lap}"),
+            "chronograph.dropped_spans": (lambda: s.dropped_spans, "Spans not kept: per-lap span limit",
+                                          "{span}"),
+            "chronograph.late_spans": (lambda: s.late_spans, "Spans still open when their lap completed",
+                                       "{span}"),
+        })
+
+    def _evicted(self, root_id: int) -> None:
+        log_once("evict", "chronograph: more than %d laps pending; evicting the oldest unfinished "
+                 "ones (counted in chronograph.evicted_traces)", self.config.laps.max_pending_traces)
+
+    # -- SpanProcessor ----------------------------------------------------------------------------
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        if self._enabled:
+            try:
+                ctx = span.context
+                if ctx is not None:
+                    parent = span.parent
+                    context = (lambda: baggage.get_all(parent_context)) if self._baggage else None
+                    self._assembler.start(
+                        ctx.span_id, parent.span_id if parent is not None else None,
+                        parent is not None and parent.is_remote, span.name, span.kind, attributes_of(span),
+                        resource_attributes(span.resource), context)
+            except Exception:
+                self.engine.failures[0] += 1
+                log_once("on_start", "chronograph failed to track a span; it is exported unchanged")
+        for p in self._next:
+            p.on_start(span, parent_context=parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if not self._enabled or span.context is None:
+            self._forward(span)
+            return
+        try:
+            held, completed = self._end(span)
+        except Exception:
+            self.engine.failures[0] += 1
+            log_once("on_end", "chronograph failed to assemble a span; it is exported unchanged")
+            held, completed = False, []
+        if not held:
+            self._forward(span)
+        for c in completed:
+            self._finish(c)
+
+    def _end(self, span: ReadableSpan) -> tuple[bool, list[Completed]]:
+        asm = self._assembler
+        held, completed = asm.end(record_of(span))
+        if self._grace:
+            completed.extend(asm.expire())
+            if asm.has_waiting():
+                self._sweeper.wake()
+        return held, completed
+
+    def _forward(self, span: ReadableSpan) -> None:
+        for p in self._next:
+            p.on_end(span)
+
+    def _finish(self, c: Completed) -> None:
+        root: ReadableSpan = c.root.source
+        lap = self.engine.derive(c.root, c.spans, c.command, c.truncated, c.context)
+        if lap is None:
+            self._forward(root)
+            return
+        out = root
+        try:
+            handle = _api.ending_handle(c.root.span_id)
+            self.engine.deliver(lap)
+            if handle is not None:
+                handle.telemetry = lap
+            try:
+                out = annotated_root(root, lap)
+            except Exception:
+                self.engine.failures[0] += 1
+                log_once("annotate", "chronograph failed to annotate a lap span")
+        finally:
+            # Even when a sink raised SystemExit/KeyboardInterrupt: the lap span is never lost.
+            self._forward(out)
+        self.engine.publish(lap)
+
+    # -- grace periods --------------------------------------------------------------------------
+
+    def _sweep(self) -> float | None:
+        asm = self._assembler
+        for c in asm.expire():
+            self._finish(c)
+        nxt = asm.next_deadline_ns()
+        if nxt is None:
+            return None
+        import time
+
+        return max((nxt - time.monotonic_ns()) / 1e9, 0.001)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def flush_deferred(self, timeout_s: float) -> None:
+        if not self._shutdown:
+            self.engine.deferred.flush(Deadline(timeout_s))
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Flush exporters, then sinks, all within one overall deadline of ``timeout_millis``."""
+        deadline = Deadline(timeout_millis / 1000)
+        ok = True
+        for p in self._next:
+            left = deadline.left()
+            ok = p.force_flush(int((left or 0) * 1000)) and ok
+        return self.engine.flush(deadline) and ok
+
+    def shutdown(self) -> None:
+        """Complete pending laps, shut the exporters down (before any sink can delay them), then the
+        sinks within one deadline. Laps ending afterwards are still exported, and counted as dropped
+        for the sinks."""
+        if self._shutdown:
+            return
+        for c in self._assembler.expire(everything=True):
+            self._finish(c)
+        self._shutdown = True
+        self._sweeper.stop(1.0)
+        for p in self._next:
+            try:
+                p.shutdown()
+            except Exception:
+                self.engine.failures[0] += 1
+                log_once("shutdown-next", "chronograph: an exporting processor failed to shut down")
+        self.engine.shutdown(Deadline(_SINK_SHUTDOWN_S))
+
+
+def _flush_at_exit(ref: weakref.ref[ChronographProcessor]) -> None:
+    processor = ref()
+    if processor is not None:
+        processor.flush_deferred(5.0)
