@@ -13,6 +13,7 @@ from ._engine import Engine, LapCallback
 from ._records import EventRecord, SpanRecord
 from ._rules import compile_lap_rules, compile_sector_rules
 from ._scope import FoundLap, split_laps
+from ._trace_laps import TraceLaps
 from ._traces import PendingTrace, TraceBuffer
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "PendingTrace",
     "SpanRecord",
     "TraceBuffer",
+    "TraceLaps",
     "compile_lap_rules",
     "compile_sector_rules",
     "lap_attributes",
