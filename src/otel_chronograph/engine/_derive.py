@@ -70,7 +70,7 @@ def critical_path(
         if kids is None:
             kids = children.get(span) or []
             if len(kids) > 1:
-                kids = sorted(kids, key=lambda k: window[k][1], reverse=True)
+                kids = sorted(kids, key=lambda k: (window[k][1], k), reverse=True)  # ties: by id, not arrival
             by_end[span] = kids
             ptr[span] = 0
             for k in kids:
@@ -101,7 +101,7 @@ def _flat_critical_path(root_id: int, window: Mapping[int, tuple[int, int]], kid
                         sections: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
     """The common lap: every span a direct child of the root, so each child on the path is a leaf."""
     r_start, cursor = window[root_id]
-    for k in sorted(kids, key=lambda k: window[k][1], reverse=True):
+    for k in sorted(kids, key=lambda k: (window[k][1], k), reverse=True):
         k_start, k_end = window[k]
         if k_end > cursor:
             continue  # overlaps the child already on the path: not before the cursor
@@ -416,7 +416,11 @@ class Deriver:
         sector, parent_of, raw = tree.sector, tree.parent_of, tree.raw
         if root.events:
             self._events(root.events, None, root.name, r_start, events, limit)
-        for sid, s in tree.span_of.items():
+        span_of = tree.span_of
+        # Visit spans in start order (then id): events at the same instant come out in the same order
+        # whatever order the spans arrived in.
+        for sid in sorted(span_of, key=lambda i: (raw[i][0], i)):
+            s = span_of[sid]
             st, en = raw[sid]
             a = st if st > r_start else r_start
             b = en if en < r_end else r_end
@@ -426,7 +430,9 @@ class Deriver:
             if ev:
                 self._events(ev, sector[sid], s.name, r_start, events, limit)
         if len(events) > 1:
-            events.sort(key=lambda e: e.timestamp_ns)
+            events.sort(key=lambda e: e.timestamp_ns)  # stable: per span, in the span's own order
+        # Start order (then id): a waterfall's order, and the same whatever order the spans arrived in.
+        rows.sort(key=lambda r: (r.start_ns, r.span_id))
         return events, rows
 
     @staticmethod
