@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from ._config import ConfigError, load_config
+from ._exit import flush_on_sigterm
 from ._setup import make_processor
 from .sources._processor import ChronographProcessor
 
@@ -82,6 +83,21 @@ class ChronographConfigurator(_OTelSDKConfigurator):
         # Built after the SDK set the MeterProvider, so instruments bind to it directly.
         self.processor = make_processor(config, exporting, None)
         provider.add_span_processor(self.processor)
+        flush_on_sigterm(_shutdown_providers)
+
+
+def _shutdown_providers() -> None:
+    """What the SDK's atexit hooks would have done: traces (laps derived, exporters flushed), then
+    metrics (the laps' points included)."""
+    from opentelemetry import metrics
+
+    for provider in (trace.get_tracer_provider(), metrics.get_meter_provider()):
+        shutdown = getattr(provider, "shutdown", None)
+        if callable(shutdown):
+            try:
+                shutdown()
+            except Exception:  # pragma: no cover - one provider failing must not stop the other
+                _log.warning("chronograph: a provider failed to shut down on SIGTERM", exc_info=True)
 
 
 def _declarative_available() -> bool:

@@ -63,4 +63,5 @@ def test_baggage_header_sets_customer_and_tier_of_laps_and_usage(tmp_path: Path)
         rows = db.execute("SELECT customer, tier, cost FROM usage WHERE command = 'GET /score/<name>'"
                           " ORDER BY customer").fetchall()
     billed = sorted((c, t, cost) for c, t, cost in rows if c is not None)
-    assert billed == [("cus_42", "pro", "0.002"), ("cus_42", "pro", "0.002"), ("cus_7", "enterprise", "0.004")]
+    assert billed == [("cus_42", "pro", "0.002"), ("cus_42", "pro", "0.002"),
+                      ("cus_7", "enterprise", "0.004")]

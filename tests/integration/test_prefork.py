@@ -37,7 +37,8 @@ def _records(db: Path, command: str) -> int:
         return 0
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
-            return int(conn.execute("SELECT count(*) FROM flight_records WHERE command = ?", (command,)).fetchone()[0])
+            sql = "SELECT count(*) FROM flight_records WHERE command = ?"
+            return int(conn.execute(sql, (command,)).fetchone()[0])
     except sqlite3.OperationalError:  # table not created yet
         return 0
 
