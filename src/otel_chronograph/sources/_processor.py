@@ -199,15 +199,15 @@ class ChronographProcessor(SpanProcessor):
             return
         out = root
         try:
-            handle = _api.ending_handle(c.root.span_id)
-            self.engine.deliver(lap)
-            if handle is not None:
-                handle.telemetry = lap
             try:
                 out = annotated_root(root, lap)
             except Exception:
                 self.engine.failures[0] += 1
                 log_once("annotate", "chronograph failed to annotate a lap span")
+            handle = _api.ending_handle(c.root.span_id)
+            self.engine.deliver(lap)
+            if handle is not None:
+                handle.telemetry = lap
         finally:
             # Even when a sink raised SystemExit/KeyboardInterrupt: the lap span is never lost.
             self._forward(out)
