@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Any
 
 import click
 
@@ -67,6 +66,3 @@ def config_check(file: str) -> None:
                if on]
     click.echo(f"{file}: ok ({', '.join(enabled) or 'everything off'})")
 
-
-def run(argv: list[str] | None = None) -> Any:
-    return main.main(args=argv, prog_name="chronograph", standalone_mode=False)

@@ -103,7 +103,7 @@ def test_force_flush_has_one_overall_deadline() -> None:
 
 def test_laps_after_shutdown_are_exported_and_counted_never_lost_silently() -> None:
     recorded: list[Lap] = []
-    provider, proc, exporter = setup(deferred=[recorded.append])
+    provider, proc, _ = setup(deferred=[recorded.append])
     one_lap(provider)
     proc.shutdown()
     assert len(recorded) == 1

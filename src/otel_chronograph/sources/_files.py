@@ -39,7 +39,7 @@ def _open(path: Path) -> IO[bytes]:
             raw.close()
             raise OTLPError("zstd-compressed input needs the zstandard package: "
                             "pip install 'otel-chronograph[all]'") from None
-        return zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)  # type: ignore[no-any-return]
+        return zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
     return raw
 
 

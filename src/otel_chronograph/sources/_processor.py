@@ -19,7 +19,7 @@ from opentelemetry.context import Context
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from .. import _api
+from .._api import ending_handle
 from .._config import ChronographConfig, load_config
 from .._lap import Lap
 from .._pipeline import log_once
@@ -204,7 +204,7 @@ class ChronographProcessor(SpanProcessor):
             except Exception:
                 self.engine.failures[0] += 1
                 log_once("annotate", "chronograph failed to annotate a lap span")
-            handle = _api.ending_handle(c.root.span_id)
+            handle = ending_handle(c.root.span_id)
             self.engine.deliver(lap)
             if handle is not None:
                 handle.telemetry = lap
