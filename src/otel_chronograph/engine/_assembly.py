@@ -21,6 +21,7 @@ from typing import Any
 
 from opentelemetry.trace import SpanKind
 
+from ._counters import CompletionStats
 from ._records import SpanRecord
 
 __all__ = ["Assembler", "Completed", "PendingLap"]
@@ -59,14 +60,6 @@ class Completed:
     context: Mapping[str, Any] | None = None
 
 
-@dataclass(slots=True)
-class AssemblyStats:
-    evicted: int = 0
-    dropped_spans: int = 0
-    late_spans: int = 0
-    forced: int = 0
-
-
 class Assembler:
     """Thread-safe span bookkeeping; returns completed laps for the caller to derive outside the lock."""
 
@@ -92,7 +85,7 @@ class Assembler:
         self._dropped: dict[int, PendingLap] = {}  # open spans not kept, so their children count too
         self._lock = threading.Lock()
         self._on_evict = on_evict
-        self.stats = AssemblyStats()
+        self.stats = CompletionStats()
 
     def pending_count(self) -> int:
         return len(self._pending)

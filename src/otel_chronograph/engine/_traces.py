@@ -16,9 +16,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from ._counters import CompletionStats
 from ._records import SpanRecord
 
-__all__ = ["BufferStats", "PendingTrace", "TraceBuffer"]
+__all__ = ["PendingTrace", "TraceBuffer"]
 
 
 @dataclass(eq=False, slots=True)
@@ -27,16 +28,6 @@ class PendingTrace:
     records: list[SpanRecord] = field(default_factory=list)
     last_ns: int = 0
     dropped: int = 0
-
-
-@dataclass(slots=True)
-class BufferStats:
-    spans: int = 0
-    late_spans: int = 0
-    dropped_spans: int = 0
-    forced: int = 0
-    refused: int = 0
-    decided: int = 0
 
 
 class TraceBuffer:
@@ -51,7 +42,7 @@ class TraceBuffer:
         self._pending: OrderedDict[int, PendingTrace] = OrderedDict()
         self._decided: OrderedDict[int, None] = OrderedDict()
         self._lock = threading.Lock()
-        self.stats = BufferStats()
+        self.stats = CompletionStats()
 
     def __len__(self) -> int:
         return len(self._pending)
