@@ -27,6 +27,7 @@ from .._worker import Deadline, Worker
 from ..engine._assembly import Assembler, Completed
 from ..engine._derive import lap_attributes
 from ..engine._engine import Engine
+from ..engine._records import EMPTY
 from ..engine._rules import compile_lap_rules
 from ._sdk import annotated_copy, attributes_of, record_of, resource_attributes
 
@@ -73,6 +74,7 @@ class ChronographProcessor(SpanProcessor):
         ident = cfg.laps.identity
         self._baggage = any(s.baggage is not None for rules in (
             ident.customer, ident.tier, ident.command, ident.score, ident.session) for s in rules)
+        self._rules_read_resource = any(rule.resource is not None for rule in cfg.laps.match)
         self._meter_provider = meter_provider
         if metrics_enabled and cfg.enabled:
             # The same stage install() builds (otel_chronograph._setup), for direct construction.
@@ -152,11 +154,11 @@ class ChronographProcessor(SpanProcessor):
                 ctx = span.context
                 if ctx is not None:
                     parent = span.parent
-                    context = (lambda: baggage.get_all(parent_context)) if self._baggage else None
                     self._assembler.start(
                         ctx.span_id, parent.span_id if parent is not None else None,
                         parent is not None and parent.is_remote, span.name, span.kind, attributes_of(span),
-                        resource_attributes(span.resource), context)
+                        resource_attributes(span.resource) if self._rules_read_resource else EMPTY,
+                        (lambda: baggage.get_all(parent_context)) if self._baggage else None)
             except Exception:
                 self.engine.failures[0] += 1
                 log_once("on_start", "chronograph failed to track a span; it is exported unchanged")
