@@ -137,7 +137,7 @@ class DeferredSinks:
             self.dropped += 1
             return
         self._q.append(lap)
-        if len(self._q) >= self._batch or not self._worker.alive():
+        if len(self._q) >= self._batch or not self._worker.started:
             self._worker.wake()
 
     def depth(self) -> int:

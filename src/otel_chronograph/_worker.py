@@ -70,6 +70,11 @@ class Worker:
     def stopping(self) -> bool:
         return self._stopping
 
+    @property
+    def started(self) -> bool:
+        """Cheap: whether a thread was started in this process (False again in a forked child)."""
+        return self._thread is not None
+
     def alive(self) -> bool:
         thread = self._thread
         return thread is not None and thread.is_alive()
