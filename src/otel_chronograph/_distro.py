@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 from opentelemetry import trace
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
@@ -51,13 +51,7 @@ class ChronographConfigurator(_OTelSDKConfigurator):
         try:
             config = load_config()  # fail fast, before anything starts, with the key and file named
         except ConfigError as exc:
-            # Running on without the configured processor would silently lose laps and usage: stop
-            # here with the message alone (opentelemetry-instrument would log a traceback and go on).
-            sys.stderr.write(f"otel-chronograph: {exc}\n")
-            sys.stderr.flush()
-            # SystemExit inside sitecustomize is a fatal interpreter error with a traceback; nothing
-            # has started yet, so a plain exit loses nothing.
-            os._exit(2)
+            _stop(exc)
         if not config.enabled:
             super()._configure(**kwargs)  # type: ignore[no-untyped-call]
             return
@@ -81,7 +75,10 @@ class ChronographConfigurator(_OTelSDKConfigurator):
             _log.warning("chronograph: no SDK TracerProvider after configuration; laps are off")
             return
         # Built after the SDK set the MeterProvider, so instruments bind to it directly.
-        self.processor = make_processor(config, exporting, None)
+        try:
+            self.processor = make_processor(config, exporting, None)
+        except ConfigError as exc:  # a stage that cannot start (read-only outbox path, ...)
+            _stop(exc)
         provider.add_span_processor(self.processor)
         flush_on_sigterm(_shutdown_providers)
 
@@ -98,6 +95,17 @@ def _shutdown_providers() -> None:
                 shutdown()
             except Exception:  # pragma: no cover - one provider failing must not stop the other
                 _log.warning("chronograph: a provider failed to shut down on SIGTERM", exc_info=True)
+
+
+def _stop(exc: ConfigError) -> NoReturn:
+    """Running on without the configured processor would silently lose laps and usage (and, once the
+    exporting processors are ours, every span): stop with the message alone, exit 2 —
+    opentelemetry-instrument would log a traceback and go on. SystemExit inside sitecustomize is a
+    fatal interpreter error with a traceback; the application has not started, so a plain exit loses
+    nothing."""
+    sys.stderr.write(f"otel-chronograph: {exc}\n")
+    sys.stderr.flush()
+    os._exit(2)
 
 
 def _declarative_available() -> bool:

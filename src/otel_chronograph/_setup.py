@@ -59,6 +59,11 @@ _BUILTIN: dict[str, SinkFactory | str] = {
     "billing": "otel_chronograph.billing:billing_sink_factory",
 }
 _REGISTERED: list[SinkFactory] = []
+# The file a built-in stage opens, for the error when it cannot: (dotted key, value in this config).
+_STAGE_FILES: dict[str, tuple[str, Callable[[ChronographConfig], str]]] = {
+    "billing": ("chronograph.billing.meter.outbox", lambda c: c.billing.meter.outbox),
+    "recorder": ("chronograph.recorder.path", lambda c: c.recorder.path),
+}
 
 
 def register_sink_factory(factory: SinkFactory) -> None:
@@ -111,7 +116,9 @@ def build_sinks(config: ChronographConfig, meter_provider: MeterProvider | None,
         try:
             made = factory(config, meter_provider)
         except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(f"the {name} stage cannot start: {exc}") from None
+            where = _STAGE_FILES.get(name)
+            prefix = f"{where[0]} ({where[1](config)}): " if where is not None else ""
+            raise ConfigError(f"{prefix}the {name} stage cannot start: {exc}") from None
         if made is not None:
             sink, is_deferred = made
             (deferred if is_deferred else sync).append(sink)
