@@ -43,15 +43,15 @@ class ConfigError(ValueError):
 def _to_decimal(value: Any) -> Decimal:
     """Money is exact: accept strings and numbers, never bools, never NaN or negatives."""
     if isinstance(value, bool) or value is None:
-        raise ValueError(f"must be a non-negative decimal number, got {value!r}")
+        raise ValueError(f"must be a non-negative decimal number, got {short(value)}")
     if isinstance(value, float):
         value = repr(value)  # 0.001 -> "0.001", not the binary expansion
     try:
         result = Decimal(str(value).strip())
     except (InvalidOperation, ValueError):
-        raise ValueError(f"must be a non-negative decimal number, got {value!r}") from None
+        raise ValueError(f"must be a non-negative decimal number, got {short(value)}") from None
     if not result.is_finite() or result < 0:
-        raise ValueError(f"must be a non-negative decimal number, got {value!r}")
+        raise ValueError(f"must be a non-negative decimal number, got {short(value)}")
     return result
 
 
@@ -95,14 +95,14 @@ _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 def _to_seconds(value: Any) -> float:
     """Durations as the Collector writes them (``2s``, ``500ms``, ``1m``); a bare number is seconds."""
     if isinstance(value, bool):
-        raise ValueError(f"must be a duration like 2s or 500ms, got {value!r}")
+        raise ValueError(f"must be a duration like 2s or 500ms, got {short(value)}")
     if isinstance(value, (int, float)):
         if value < 0 or value != value or value == float("inf"):
-            raise ValueError(f"must be a non-negative duration, got {value!r}")
+            raise ValueError(f"must be a non-negative duration, got {short(value)}")
         return float(value)
     found = _DURATION.match(str(value))
     if found is None:
-        raise ValueError(f"must be a duration like 2s or 500ms, got {str(value)[:80]!r}")
+        raise ValueError(f"must be a duration like 2s or 500ms, got {short(value)}")
     return float(found.group(1)) * _DURATION_UNITS[found.group(2)]
 
 
@@ -318,7 +318,12 @@ def _format_error(err: ValidationError, origin: str) -> str:
         reasons = by_key.setdefault(key, [])
         if msg not in reasons:
             reasons.append(msg)
-    lines = [f"{origin}: {key}: {' or '.join(msgs)}" for key, msgs in by_key.items()]
+    def cut(text: str, n: int) -> str:
+        return text if len(text) <= n else text[:n] + "…"
+
+    lines = [f"{origin}: {cut(key, 120)}: {cut(' or '.join(msgs), 240)}" for key, msgs in by_key.items()]
+    if len(lines) > 20:
+        lines = [*lines[:20], f"... and {len(lines) - 20} more"]
     return "invalid chronograph configuration:\n  " + "\n  ".join(lines)
 
 
@@ -334,17 +339,74 @@ def _unwrap(doc: Any, origin: str) -> dict[str, Any]:
     return dict(doc)
 
 
+MAX_CONFIG_BYTES = 1024 * 1024  # a configuration is a few KiB; anything near this is a mistake or an attack
+MAX_YAML_NODES = 100_000  # nodes after alias expansion: a 500-byte alias bomb expands to billions
+_MAX_ECHO = 80
+
+
+def short(value: object) -> str:
+    """A value as echoed in an error message: repr, cut to a readable length."""
+    text = repr(value)
+    return text if len(text) <= _MAX_ECHO else text[:_MAX_ECHO] + f"… ({len(text)} characters)"
+
+
+def _expanded_size(node: yaml.Node, limit: int) -> int:
+    """How many nodes the document has once aliases are expanded, counted without expanding them
+    (each distinct node once, times how often it is referenced); stops counting past ``limit``."""
+    sizes: dict[int, int] = {}
+    order: list[yaml.Node] = []
+    stack = [node]
+    seen: set[int] = set()
+    while stack:  # iterative post-order: deep documents must not hit the recursion limit
+        cur = stack.pop()
+        if id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        order.append(cur)
+        if isinstance(cur, yaml.SequenceNode):
+            stack.extend(cur.value)
+        elif isinstance(cur, yaml.MappingNode):
+            for k, v in cur.value:
+                stack.extend((k, v))
+    for cur in reversed(order):
+        total = 1
+        if isinstance(cur, yaml.SequenceNode):
+            total += sum(sizes.get(id(c), 1) for c in cur.value)
+        elif isinstance(cur, yaml.MappingNode):
+            total += sum(sizes.get(id(k), 1) + sizes.get(id(v), 1) for k, v in cur.value)
+        sizes[id(cur)] = min(total, limit + 1)
+    return sizes.get(id(node), 0)
+
+
 def _read_yaml(path: Path) -> Any:
     try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: configuration file larger than {MAX_CONFIG_BYTES // 1024} KiB "
+                              f"({size} bytes): not read")
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read configuration: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}): save the file as UTF-8") from None
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)  # libyaml when present: 10-50x faster
     try:
-        return yaml.safe_load(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, MAX_YAML_NODES) > MAX_YAML_NODES:
+            raise ConfigError(f"{path}: more than {MAX_YAML_NODES} values once YAML aliases are expanded "
+                              "(an alias bomb?): not loaded")
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        message = str(exc)
+        if len(message) > 300:
+            message = message[:300] + "…"
+        raise ConfigError(f"{path}: not valid YAML: {message}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: YAML nested too deeply") from None
+    finally:
+        loader.dispose()
 
 
 def _raw_from_environment(environ: Mapping[str, str]) -> tuple[dict[str, Any], str]:
@@ -370,7 +432,7 @@ def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any
         if var != "CHRONOGRAPH_TIER":
             if text.strip().lower() not in _BOOL_ENV:
                 key = ".".join(("chronograph", *path))
-                raise ConfigError(f"environment: {var} ({key}): expected true/false, got {text!r}")
+                raise ConfigError(f"environment: {var} ({key}): expected true/false, got {short(text)}")
             value = _BOOL_ENV[text.strip().lower()]
         node = raw
         for part in path[:-1]:
