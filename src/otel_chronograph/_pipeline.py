@@ -32,11 +32,13 @@ class _Once:
     def __init__(self) -> None:
         self._seen: set[str] = set()
 
-    def __call__(self, key: str, msg: str, *args: object) -> None:
+    def __call__(self, key: str, msg: str, *args: object, traceback: bool | None = None) -> None:
         if key not in self._seen:
             self._seen.add(key)
-            # Only attach a traceback when called while handling one (not for e.g. eviction notices).
-            _log.warning(msg, *args, exc_info=sys.exc_info()[1] is not None)
+            # By default a traceback only when called while handling one (not for eviction notices);
+            # expected conditions (a full disk) pass traceback=False: the reason is in the message.
+            show = sys.exc_info()[1] is not None if traceback is None else traceback
+            _log.warning(msg, *args, exc_info=show)
 
 
 log_once = _Once()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
 
 import click
 
@@ -25,8 +27,15 @@ def _config(path: str | None) -> ChronographConfig:
         raise click.ClickException(str(exc)) from None
 
 
-def _outbox(cfg: ChronographConfig, path: str | None) -> Outbox:
-    return Outbox(path or cfg.billing.meter.outbox, synchronous=cfg.billing.meter.synchronous)
+def _outbox(cfg: ChronographConfig, path: str | None, read_only: bool = False) -> Outbox:
+    """The outbox; read-only commands never create one, and work on a read-only or full disk."""
+    where = path or cfg.billing.meter.outbox
+    if read_only and not Path(where).exists():
+        raise click.ClickException(f"{where}: no outbox there (give --outbox or --config)")
+    try:
+        return Outbox(where, synchronous=cfg.billing.meter.synchronous, read_only=read_only)
+    except (sqlite3.Error, OSError) as exc:
+        raise click.ClickException(f"{where}: cannot open the outbox: {exc}") from None
 
 
 def _ms(text: str | None, name: str) -> int | None:
@@ -70,17 +79,25 @@ def billing() -> None:
 def status(config_path: str | None, outbox_path: str | None, as_json: bool) -> None:
     """Pending, delivered and dead-letter counts, the oldest pending age and the last error."""
     cfg = _config(config_path)
-    box = _outbox(cfg, outbox_path)
-    st = box.status()
+    box = _outbox(cfg, outbox_path, read_only=True)
+    try:
+        st = box.status()
+    except sqlite3.DatabaseError as exc:
+        raise click.ClickException(f"{box.path}: cannot read the outbox: {exc}") from None
+    held = box.uncommitted()
     if as_json:
         click.echo(json.dumps({"outbox": box.path, "pending": st.pending, "due": st.due,
                                "delivered": st.delivered, "dead": st.dead, "skipped": st.skipped,
                                "oldest_pending_age_s": st.oldest_pending_age_s, "last_error": st.last_error,
-                               "dead_reasons": st.dead_reasons}))
+                               "dead_reasons": st.dead_reasons,
+                               "uncommitted": held["count"] if held else 0}))
         return
     click.echo(f"outbox      {box.path}  (billing {'on' if cfg.billing.enabled else 'off'}, "
                f"api {cfg.billing.meter.api}, event {cfg.billing.meter.event_name})")
     click.echo(f"pending     {st.pending}  (due now {st.due})")
+    if held:
+        click.echo(f"uncommitted {held['count']}  (held in memory by process {held['pid']}: the outbox "
+                   f"could not commit them: {held['reason'] or 'retrying'})")
     click.echo(f"delivered   {st.delivered}")
     click.echo(f"dead-letter {st.dead}")
     click.echo(f"free        {st.skipped}  (zero cost, not sent)")

@@ -15,16 +15,20 @@ with the commit-before-telemetry rule gives exactly-once billing.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
-import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+from .._sqlite import ThreadConnections, transaction
+
+_NOTE_BYTES = 512
 
 __all__ = ["Outbox", "OutboxRow", "OutboxStatus", "UsageRecord", "now_ms"]
 
@@ -108,54 +112,67 @@ class OutboxStatus:
 
 
 class Outbox:
-    """Thread-safe access to the outbox file: one persistent connection per thread."""
+    """Thread- and fork-safe access to the outbox file (see :mod:`otel_chronograph._sqlite`)."""
 
     def __init__(self, path: str | os.PathLike[str], synchronous: str = "normal",
-                 busy_timeout_ms: int = 10_000) -> None:
+                 busy_timeout_ms: int = 10_000, read_only: bool = False) -> None:
         self.path = str(path)
-        self._synchronous = "FULL" if synchronous.lower() == "full" else "NORMAL"
-        self._busy_ms = busy_timeout_ms
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._all_lock = threading.Lock()
-        parent = Path(self.path).parent
-        parent.mkdir(parents=True, exist_ok=True)
-        self._conn().executescript(_SCHEMA)
+        if not read_only:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._conns = ThreadConnections(self.path, synchronous=synchronous, busy_ms=busy_timeout_ms,
+                                        read_only=read_only)
+        if not read_only:
+            self._conn().executescript(_SCHEMA)
+            self._reserve_note()
 
     # -- connections -------------------------------------------------------------------------------
 
     def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=self._busy_ms / 1000, isolation_level=None,
-                                   check_same_thread=False)
-            conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise sqlite3.OperationalError(f"{self.path}: cannot switch the outbox to WAL (got {mode})")
-            conn.execute(f"PRAGMA synchronous={self._synchronous}")
-            self._local.conn = conn
-            with self._all_lock:
-                self._all.append(conn)
-        return conn
+        return self._conns.get()
 
-    @contextmanager
-    def _write(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+    def _write(self, conn: sqlite3.Connection) -> AbstractContextManager[sqlite3.Connection]:
+        return transaction(conn)
 
     def close(self) -> None:
-        with self._all_lock:
-            conns, self._all = self._all, []
-        for c in conns:
-            with suppress(sqlite3.Error):
-                c.close()
-        self._local = threading.local()
+        """Close this thread's connection. Other threads may still be committing rows (a lap ending
+        during shutdown): their connections are never closed under them, so those rows are kept."""
+        self._conns.close()
+
+    # -- rows that could not be committed (disk full) ------------------------------------------------
+    # A full disk takes SQLite with it, so the count of usage rows a running process holds in memory
+    # goes to a small side file whose blocks were allocated at start-up: rewritten in place, it needs no
+    # new space. `chronograph billing status` reads it.
+
+    @property
+    def note_path(self) -> str:
+        return self.path + "-uncommitted"
+
+    def _reserve_note(self) -> None:
+        with suppress(OSError):
+            if not os.path.exists(self.note_path):
+                with open(self.note_path, "wb") as f:
+                    f.write(b" " * _NOTE_BYTES)
+
+    def note_uncommitted(self, count: int, reason: str | None) -> None:
+        """Record how many rows this process holds uncommitted (0 clears it). Never raises."""
+        body = json.dumps({"count": count, "pid": os.getpid(), "at_ms": now_ms(),
+                           "reason": (reason or "")[:200]}).encode() if count else b""
+        with suppress(OSError):
+            fd = os.open(self.note_path, os.O_WRONLY)
+            try:
+                os.pwrite(fd, body.ljust(_NOTE_BYTES)[:_NOTE_BYTES], 0)
+            finally:
+                os.close(fd)
+
+    def uncommitted(self) -> dict[str, Any] | None:
+        """What a running process last noted as uncommitted, or None."""
+        try:
+            with open(self.note_path, "rb") as f:
+                text = f.read(_NOTE_BYTES).strip()
+            note = json.loads(text) if text else None
+        except (OSError, ValueError):
+            return None
+        return note if isinstance(note, dict) and note.get("count") else None
 
     # -- the lap's path ----------------------------------------------------------------------------
 

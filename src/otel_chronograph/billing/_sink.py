@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
+from collections import deque
 from collections.abc import Mapping
 from decimal import ROUND_HALF_EVEN, Decimal
 
@@ -13,6 +15,8 @@ from opentelemetry.metrics import MeterProvider
 from .._config import BillingConfig, ChronographConfig
 from .._lap import Lap
 from .._metrics import observe_counter, observe_gauge
+from .._pipeline import log_once
+from .._worker import Worker
 from ._outbox import DEAD, PENDING, SKIPPED, Outbox, UsageRecord
 from ._sender import Sender, StripeTransport, Transport
 
@@ -20,6 +24,7 @@ __all__ = ["BillingSink", "MissingApiKey", "api_key_from", "usage_record"]
 
 _log = logging.getLogger("otel_chronograph.billing")
 _MICROS = Decimal(1_000_000)
+MAX_UNCOMMITTED = 100_000  # usage rows held in memory while the outbox cannot commit (a few hundred B each)
 NO_KEY = ("STRIPE_API_KEY is not set: usage is kept in the outbox {path} and not sent. "
           "Set STRIPE_API_KEY and run `chronograph billing flush` (or restart) to deliver it")
 
@@ -75,6 +80,13 @@ class BillingSink:
         meter = self.billing.meter
         self.outbox = Outbox(meter.outbox, synchronous=meter.synchronous)
         self.write_failures = 0
+        # Rows that could not be committed (disk full, I/O error): kept in order, retried, bounded.
+        self._uncommitted: deque[UsageRecord] = deque()
+        self.lost = 0
+        self._reason: str | None = None
+        self._commit_lock = threading.Lock()
+        self._retry = Worker("chronograph-billing-retry", self._retry_step, 1.0,
+                             after_fork=self._after_fork)
         self.no_customer = 0
         self.skipped = 0
         self._lock = threading.Lock()
@@ -104,6 +116,12 @@ class BillingSink:
             s = self.sender
             return [(float(getattr(s.counters, attr) if s else 0), {})]
 
+        observe_gauge(mp, "chronograph.outbox.uncommitted", lambda: float(len(self._uncommitted)),
+                      "Usage rows held in memory because the outbox could not commit them (disk full)",
+                      unit="{row}")
+        observe_counter(mp, "chronograph.outbox.lost", lambda: [(float(self.lost), {})],
+                        "Usage rows dropped: more than the in-memory bound could not be committed",
+                        unit="{row}")
         observe_counter(mp, "chronograph.outbox.delivered", lambda: counter("delivered"),
                         "Usage rows delivered to Stripe (or already there)")
         observe_counter(mp, "chronograph.outbox.retried", lambda: counter("retried"),
@@ -113,15 +131,87 @@ class BillingSink:
                                         + self.no_customer), {})],
                         "Usage rows dead-lettered with a reason (see chronograph billing status)")
 
+    def _after_fork(self) -> None:
+        # Held rows are the parent's to commit; a lock held by another thread at fork() stays held.
+        self._uncommitted.clear()
+        self._lock = threading.Lock()
+        self._commit_lock = threading.Lock()
+
+    @property
+    def uncommitted(self) -> int:
+        return len(self._uncommitted)
+
     def __call__(self, lap: Lap) -> None:
         try:
             rec = usage_record(lap, self.billing)
-            added = self.outbox.add(rec)
         except Exception:
             with self._lock:
                 self.write_failures += 1
-            _log.exception("chronograph billing: could not record usage for %s", lap.request_id)
+            _log.exception("chronograph billing: could not make a usage row for %s", lap.request_id)
             return
+        if self._uncommitted:  # keep the order: older uncommitted rows go first
+            self._hold(rec, None)
+            self._retry.wake()
+            return
+        try:
+            added = self.outbox.add(rec)
+        except (sqlite3.Error, OSError) as exc:
+            self._hold(rec, exc)
+            return
+        self._after_commit(rec, added, lap.command)
+
+    def _hold(self, rec: UsageRecord, exc: BaseException | None) -> None:
+        with self._lock:
+            if exc is not None:
+                self.write_failures += 1
+            if len(self._uncommitted) >= MAX_UNCOMMITTED:
+                self.lost += 1
+                log_once("billing-lost", "chronograph billing: more than %d usage rows could not be "
+                         "committed; dropping further ones (counted in chronograph.outbox.lost)",
+                         MAX_UNCOMMITTED, traceback=False)
+                return
+            self._uncommitted.append(rec)
+            count = len(self._uncommitted)
+        if exc is not None:
+            log_once("billing-commit", "chronograph billing: cannot commit usage rows to %s (%s); keeping "
+                     "them in memory and retrying (counted in chronograph.outbox.uncommitted and "
+                     "`chronograph billing status`)", self.outbox.path, exc, traceback=False)
+        if exc is not None:
+            self._reason = str(exc)
+        self.outbox.note_uncommitted(count, self._reason)  # a pwrite in place: no new disk space
+        self._retry.wake()
+
+    def _retry_step(self) -> float | None:
+        """Commit held rows in order until one fails; None (the default interval) while any remain."""
+        done = self._commit_held()
+        return 0.0 if done and self._uncommitted else None
+
+    def _commit_held(self) -> bool:
+        """True when at least one held row was committed. One committer at a time: two would both
+        commit the head and both pop, dropping the row behind it."""
+        with self._commit_lock:
+            return self._commit_held_locked()
+
+    def _commit_held_locked(self) -> bool:
+        progressed = False
+        while True:
+            with self._lock:
+                if not self._uncommitted:
+                    break
+                rec = self._uncommitted[0]
+            try:
+                added = self.outbox.add(rec)
+            except (sqlite3.Error, OSError):
+                break
+            with self._lock:
+                self._uncommitted.popleft()
+            progressed = True
+            self._after_commit(rec, added, rec.command)
+        if progressed:
+            self.outbox.note_uncommitted(len(self._uncommitted), self._reason)
+        return progressed
+
+    def _after_commit(self, rec: UsageRecord, added: bool, command: str) -> None:
         if not added:
             return
         if rec.state == PENDING:
@@ -134,14 +224,25 @@ class BillingSink:
             if first:  # once per process; every such row is visible in `chronograph billing status`
                 _log.warning("chronograph billing: lap %s (%s) has no customer: dead-lettered with reason "
                              "'no customer' (further ones are counted, see `chronograph billing status`)",
-                             lap.request_id, lap.command)
+                             rec.identifier, command)
         else:
             self.skipped += 1
 
     def flush(self, timeout_s: float = 30.0) -> bool:
+        if self._uncommitted:
+            self._commit_held()
+            if self._uncommitted:
+                return False
         return True if self.sender is None else self.sender.drain(timeout_s)
 
     def shutdown(self) -> None:
+        self._retry.stop(1.0)
+        if self._uncommitted:
+            self._commit_held()
+        if self._uncommitted:
+            _log.error("chronograph billing: %d usage rows could not be committed to %s before exit; "
+                       "they are lost (the application's laps were exported)", len(self._uncommitted),
+                       self.outbox.path)
         try:
             if self.sender is not None:
                 self.sender.shutdown()

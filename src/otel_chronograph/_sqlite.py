@@ -1,0 +1,81 @@
+"""One SQLite helper for the durable stores (billing outbox, flight recorder): how a connection is
+opened (WAL, busy timeout, synchronous), one transaction context manager, and per-thread connections
+that are safe across ``fork()`` and at close.
+
+Why per thread and per process: a sqlite3 connection must not be used by two threads at once nor
+carried into a forked child, and closing a connection another thread is using crashed the
+interpreter (a segfault in 3 of 5 runs of 16 threads making laps during shutdown). So each thread gets
+its own, a forked child starts with none (the parent's are abandoned, never closed, in the child), and
+``close()`` closes only the calling thread's connection; the others close with their threads.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+__all__ = ["ThreadConnections", "connect", "transaction"]
+
+
+def connect(path: str | Path, *, synchronous: str = "NORMAL", busy_ms: int = 10_000,
+            read_only: bool = False) -> sqlite3.Connection:
+    """A connection in autocommit mode (explicit transactions), WAL unless read-only."""
+    if read_only:
+        conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True,
+                               timeout=busy_ms / 1000, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout={busy_ms}")
+        return conn
+    conn = sqlite3.connect(str(path), timeout=busy_ms / 1000, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout={busy_ms}")
+    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        conn.close()
+        raise sqlite3.OperationalError(f"{path}: cannot switch to WAL journal mode (got {mode})")
+    conn.execute(f"PRAGMA synchronous={'FULL' if synchronous.upper() == 'FULL' else 'NORMAL'}")
+    return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection, immediate: bool = True) -> Iterator[sqlite3.Connection]:
+    """BEGIN [IMMEDIATE] ... COMMIT, ROLLBACK on any exception (BaseException included)."""
+    conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    try:
+        yield conn
+    except BaseException:
+        with suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+class ThreadConnections:
+    """One connection per thread and per process, opened on first use by ``opener``."""
+
+    def __init__(self, path: str | Path, *, synchronous: str = "NORMAL", busy_ms: int = 10_000,
+                 read_only: bool = False) -> None:
+        self.path = path
+        self._kwargs = {"synchronous": synchronous, "busy_ms": busy_ms, "read_only": read_only}
+        self._pid = os.getpid()
+        self._local = threading.local()
+
+    def get(self) -> sqlite3.Connection:
+        if self._pid != os.getpid():  # a forked child: the parent's connections are not ours to use
+            self._pid = os.getpid()
+            self._local = threading.local()
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path, **self._kwargs)  # type: ignore[arg-type]
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their threads end, never under them)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and self._pid == os.getpid():
+            self._local.conn = None
+            with suppress(sqlite3.Error):
+                conn.close()
