@@ -131,7 +131,9 @@ def test_outbox_metrics_have_the_spec_names(make_config: Callable[..., dict[str,
     assert after["chronograph.outbox.retried"] >= 1
     assert set(after) == {"chronograph.outbox.depth", "chronograph.outbox.oldest_age",
                           "chronograph.outbox.delivered", "chronograph.outbox.retried",
-                          "chronograph.outbox.dead_lettered"}
+                          "chronograph.outbox.dead_lettered", "chronograph.outbox.uncommitted",
+                          "chronograph.outbox.lost"}
+    assert after["chronograph.outbox.uncommitted"] == 0 and after["chronograph.outbox.lost"] == 0
     processor.shutdown()
 
 
