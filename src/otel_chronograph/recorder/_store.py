@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from .._lap import Lap
+from .._sqlite import connect, transaction
+from .._worker import Worker
 from ._record import FlightRecord, decode_lap, encode_lap
 
 __all__ = ["FlightStore", "History"]
@@ -126,10 +128,9 @@ class FlightStore:
         self._by_trace: dict[str, str] = {}
         self._history = History()
         self._pending: deque[Lap] = deque()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._writer: threading.Thread | None = None
-        self._cleaner: threading.Thread | None = None
+        self._writer = Worker("chronograph-recorder", self._write_step, flush_interval_s,
+                              after_fork=self._after_fork)
+        self._cleaner: Worker | None = None
         self._wlock = threading.Lock()
         self._rlock = threading.Lock()
         self._wconn: sqlite3.Connection | None = None
@@ -137,6 +138,7 @@ class FlightStore:
         self._synced_seq = 0
         self._purge_gen = -1
         self._closed = False
+        self._reopen = False
         if self.path is not None:
             if not create and not self.path.exists():
                 raise FileNotFoundError(f"no flight recorder database at {self.path}")
@@ -153,12 +155,18 @@ class FlightStore:
         assert self.path is not None
         if self.path.parent != Path(""):
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(self.path), timeout=10.0, check_same_thread=False,
-                               isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA busy_timeout=10000")
-        return conn
+        return connect(self.path)
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's connections and queued laps are the parent's."""
+        self._pending.clear()
+        self._wlock = threading.Lock()
+        self._rlock = threading.Lock()
+        self._lock = threading.Lock()
+        if self._wconn is not None:
+            self._wconn = None  # abandoned, never used or closed here; reopened on the next write
+            self._reopen = True
+        self._rconn = None
 
     def _reader(self) -> sqlite3.Connection:
         if self._rconn is None:
@@ -173,10 +181,10 @@ class FlightStore:
         if self.path is None or self._closed:
             return
         self._pending.append(lap)
-        if self._writer is None:
-            self._start_writer()
+        if not self._writer.started:
+            self._writer.start()  # writes every flush_interval_s, or at once when a batch is full
         if len(self._pending) >= self.batch_size:
-            self._wake.set()
+            self._writer.wake()
 
     def add_many(self, laps: Iterable[Lap]) -> int:
         """Record many laps at once, written to SQLite in one transaction now (bulk loads, imports)."""
@@ -215,17 +223,19 @@ class FlightStore:
                  lap.start_ns, lap.lap_ms, encode_lap(lap)) for lap in laps]
         conn = self._wconn
         assert conn is not None
-        conn.execute("BEGIN")
-        try:
+        with transaction(conn, immediate=False):
             conn.executemany(_INSERT, rows)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def _write_pending(self) -> None:
         if self._wconn is None:
-            return
+            if not self._reopen:
+                return
+            try:
+                self._wconn = self._connect()
+                self._reopen = False
+            except sqlite3.Error:
+                self.write_failures += 1
+                return
         with self._wlock:
             batch: list[Lap] = []
             pending = self._pending
@@ -245,18 +255,8 @@ class FlightStore:
                 else:
                     self.dropped += len(batch)
 
-    def _start_writer(self) -> None:
-        with self._wlock:
-            if self._writer is None and not self._stop.is_set():
-                self._writer = threading.Thread(target=self._write_loop, name="chronograph-recorder",
-                                                daemon=True)
-                self._writer.start()
-
-    def _write_loop(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self.flush_interval_s)
-            self._wake.clear()
-            self._write_pending()
+    def _write_step(self) -> None:
+        self._write_pending()
 
     def flush(self, timeout_s: float = 30.0) -> bool:
         """Write everything queued so far to SQLite (no-op in memory-only mode)."""
@@ -284,19 +284,12 @@ class FlightStore:
             removed = len(stale)
         if self._wconn is not None:
             self.flush()
-            with self._wlock:
-                conn = self._wconn
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    cur = conn.execute("DELETE FROM flight_records WHERE start_ns < ?", (cutoff,))
-                    removed = max(removed, cur.rowcount)
-                    if cur.rowcount:
-                        conn.execute("UPDATE flight_meta SET value = value + 1 "
-                                     "WHERE key = 'purge_generation'")
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
+            with self._wlock, transaction(self._wconn) as conn:
+                cur = conn.execute("DELETE FROM flight_records WHERE start_ns < ?", (cutoff,))
+                removed = max(removed, cur.rowcount)
+                if cur.rowcount:
+                    conn.execute("UPDATE flight_meta SET value = value + 1 "
+                                 "WHERE key = 'purge_generation'")
         return removed
 
     def start_cleanup(self, interval_s: float | None = None) -> None:
@@ -305,18 +298,14 @@ class FlightStore:
             return
         if interval_s is None:
             interval_s = self.cleanup_interval_s or min(3600.0, max(self.retention_hours * 3600 / 24, 1.0))
-        every = interval_s
+        self._cleaner = Worker("chronograph-recorder-cleanup", self._purge_step, interval_s)
+        self._cleaner.wake()  # purge now
 
-        def run() -> None:
-            while not self._stop.is_set():
-                try:
-                    self.purge()
-                except Exception:
-                    _log.warning("flight recorder: retention purge failed", exc_info=True)
-                self._stop.wait(every)
-
-        self._cleaner = threading.Thread(target=run, name="chronograph-recorder-cleanup", daemon=True)
-        self._cleaner.start()
+    def _purge_step(self) -> None:
+        try:
+            self.purge()
+        except Exception:
+            _log.warning("flight recorder: retention purge failed", exc_info=True)
 
     def close(self) -> None:
         """Flush, stop the background threads and close the database."""
@@ -324,11 +313,9 @@ class FlightStore:
             return
         self.flush()
         self._closed = True
-        self._stop.set()
-        self._wake.set()
-        for t in (self._writer, self._cleaner):
-            if t is not None and t is not threading.current_thread():
-                t.join(10)
+        for worker in (self._writer, self._cleaner):
+            if worker is not None:
+                worker.stop(10)
         self._write_pending()
         with self._wlock:
             if self._wconn is not None:
