@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import stripe
 
 from .._config import MeterConfig
+from .._worker import Worker
 from ._outbox import Outbox, OutboxRow, now_ms
 
 __all__ = ["MAX_AGE_MS", "Outcome", "Sender", "StripeTransport", "Transport", "classify"]
@@ -204,29 +205,41 @@ class Sender:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.counters = Counters()
         self._rng = rng or random.Random()
-        self._pool = ThreadPoolExecutor(max_workers=meter.concurrency,
-                                        thread_name_prefix="chronograph-billing")
+        self._pool = self._new_pool()
         self._round_lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
         self._pause = threading.Event()  # never set: an interruptible-looking wait for drain()
         self._fresh = 0
-        self._thread: threading.Thread | None = None
         self._on_error = on_error
         self._last_purge = 0.0
+        self._last_full = time.monotonic()
+        self._drain_now = True  # leftovers from an earlier run go out at once
+        self._worker = Worker("chronograph-billing-sender", self._step, meter.flush_interval_s,
+                              after_fork=self._after_fork)
+
+    def _new_pool(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=self.meter.concurrency,
+                                  thread_name_prefix="chronograph-billing")
+
+    def _after_fork(self) -> None:
+        # The child is another process: its own lease owner, a pool whose threads exist, fresh locks;
+        # it delivers what is due (rows are in the shared outbox) once it has laps of its own.
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._pool = self._new_pool()
+        self._round_lock = threading.Lock()
+        self._pause = threading.Event()
+        self._fresh = 0
+        self._drain_now = True
 
     # -- public --------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="chronograph-billing-sender", daemon=True)
-            self._thread.start()
+        self._worker.wake()
 
     def notify(self) -> None:
-        """A row was added: wake the sender once a batch is ready."""
+        """A row was added: wake the sender once a batch is ready (start it in a forked child)."""
         self._fresh += 1
-        if self._fresh >= self.meter.batch_size:
-            self._wake.set()
+        if self._fresh >= self.meter.batch_size or not self._worker.started:
+            self._worker.wake()
 
     def drain(self, timeout_s: float, include_leased: bool = False) -> bool:
         """Deliver everything claimable (fresh and retry rows) until none is left or time runs out.
@@ -252,10 +265,7 @@ class Sender:
         """Stop the background loop, then drain for at most ``timeout_s`` (``meter.shutdown_timeout_s``)."""
         budget = self.meter.shutdown_timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + budget
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(max(deadline - time.monotonic(), 0.0))
+        self._worker.stop(max(deadline - time.monotonic(), 0.0))
         ok = False
         try:
             left = max(deadline - time.monotonic(), 0.0)
@@ -288,38 +298,33 @@ class Sender:
         ).fetchone()
         return None if row[0] is None else int(row[0])
 
-    def _run(self) -> None:
+    def _step(self) -> float | None:
+        """One turn of the delivery loop; returns the seconds until the next one is needed."""
         interval = self.meter.flush_interval_s
-        last_full = time.monotonic()
-        drain_now = True  # leftovers from an earlier run go out at once
-        while not self._stop.is_set():
-            try:
-                if drain_now or self._fresh >= self.meter.batch_size or \
-                        time.monotonic() - last_full >= interval:
-                    self._fresh = 0
-                    last_full = time.monotonic()
-                    claimed = self.round()
-                    drain_now = claimed >= self._claim_limit()
-                else:
-                    claimed = self.round(retries_only=True)
-                self._maybe_purge()
-            except Exception as exc:  # the database is busy or gone: keep the loop alive
-                self._note_error(f"outbox: {type(exc).__name__}: {exc}")
-                drain_now = False
-                if self._stop.wait(1.0):
-                    break
-                continue
-            if drain_now:
-                continue
-            wait = max(interval - (time.monotonic() - last_full), 0.0)
-            try:
-                nxt = self._next_due_ms(include_fresh=False)
-            except Exception:
-                nxt = None
-            if nxt is not None:
-                wait = min(wait, max(nxt - now_ms(), 5) / 1000)
-            self._wake.wait(wait)
-            self._wake.clear()
+        try:
+            if self._drain_now or self._fresh >= self.meter.batch_size or \
+                    time.monotonic() - self._last_full >= interval:
+                self._fresh = 0
+                self._last_full = time.monotonic()
+                claimed = self.round()
+                self._drain_now = claimed >= self._claim_limit()
+            else:
+                self.round(retries_only=True)
+            self._maybe_purge()
+        except Exception as exc:  # the database is busy or gone: keep the loop alive
+            self._note_error(f"outbox: {type(exc).__name__}: {exc}")
+            self._drain_now = False
+            return 1.0
+        if self._drain_now:
+            return 0.0
+        wait = max(interval - (time.monotonic() - self._last_full), 0.0)
+        try:
+            nxt = self._next_due_ms(include_fresh=False)
+        except Exception:
+            nxt = None
+        if nxt is not None:
+            wait = min(wait, max(nxt - now_ms(), 5) / 1000)
+        return wait
 
     def _maybe_purge(self) -> None:
         if time.monotonic() - self._last_purge > 3600:
