@@ -91,11 +91,24 @@ def _entry_points() -> list[tuple[str, SinkFactory]]:
     return found
 
 
-def stages(metrics: bool = True) -> list[tuple[str, SinkFactory]]:
-    """Every stage in build order, each once."""
+# A built-in stage whose switch is off is not even imported (billing would import stripe: ~0.2 s).
+_SWITCHES: dict[str, Callable[[ChronographConfig], bool]] = {
+    "recorder": lambda c: c.recorder.enabled,
+    "billing": lambda c: c.billing.enabled,
+}
+
+
+def _on(config: ChronographConfig) -> bool:
+    return True
+
+
+def stages(config: ChronographConfig | None = None, metrics: bool = True) -> list[tuple[str, SinkFactory]]:
+    """Every stage in build order, each once (built-in ones switched off in ``config`` left out)."""
     out: list[tuple[str, SinkFactory]] = []
     seen: set[int] = set()
-    candidates = [(name, _resolve(ref)) for name, ref in _BUILTIN.items() if metrics or name != "metrics"]
+    candidates = [(name, _resolve(ref)) for name, ref in _BUILTIN.items()
+                  if (metrics or name != "metrics")
+                  and (config is None or _SWITCHES.get(name, _on)(config))]
     candidates += [(getattr(f, "__name__", "sink"), f) for f in _REGISTERED]
     candidates += _entry_points()
     for name, factory in candidates:
@@ -112,7 +125,7 @@ def build_sinks(config: ChronographConfig, meter_provider: MeterProvider | None,
     deferred: list[LapCallback] = []
     if not config.enabled:
         return sync, deferred
-    for name, factory in stages(metrics):
+    for name, factory in stages(config, metrics):
         try:
             made = factory(config, meter_provider)
         except (OSError, sqlite3.Error) as exc:
