@@ -88,9 +88,15 @@ class FlightRecorder:
 
     def serve(self, host: str = "127.0.0.1", port: int = 8765, token: str | None = None
               ) -> EmbeddedServer:
-        """Serve this recorder's HTTP API from a daemon thread of this process (``server`` extra)."""
-        from ._server import serve_in_thread
+        """Serve this recorder's HTTP API from a daemon thread of this process (``server`` extra).
 
+        The bearer token is ``token`` or else ``$CHRONOGRAPH_API_TOKEN``, as for ``chronograph serve``:
+        flight records carry customer ids and must not be open just because the API is embedded."""
+        import os
+
+        from ._server import TOKEN_ENV, serve_in_thread
+
+        token = token or os.environ.get(TOKEN_ENV) or None
         self._server = serve_in_thread(self.store, host=host, port=port, token=token)
         return self._server
 
