@@ -18,16 +18,26 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-__all__ = ["ThreadConnections", "connect", "transaction"]
+__all__ = ["ThreadConnections", "cli_errors", "connect", "describe", "transaction"]
 
 
 def connect(path: str | Path, *, synchronous: str = "NORMAL", busy_ms: int = 10_000,
             read_only: bool = False) -> sqlite3.Connection:
     """A connection in autocommit mode (explicit transactions), WAL unless read-only."""
     if read_only:
-        conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True,
-                               timeout=busy_ms / 1000, isolation_level=None, check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout={busy_ms}")
+        uri = Path(path).resolve().as_uri()
+        try:
+            conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=busy_ms / 1000,
+                                   isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout={busy_ms}")
+            conn.execute("PRAGMA schema_version").fetchone()
+        except sqlite3.OperationalError as exc:
+            if "unable to open" not in str(exc):
+                raise
+            # On a read-only filesystem SQLite cannot create the WAL index (-shm): nothing can change
+            # the file there, so read it as immutable.
+            conn = sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None,
+                                   check_same_thread=False)
         return conn
     conn = sqlite3.connect(str(path), timeout=busy_ms / 1000, isolation_level=None, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout={busy_ms}")
@@ -79,3 +89,24 @@ class ThreadConnections:
             self._local.conn = None
             with suppress(sqlite3.Error):
                 conn.close()
+
+
+def describe(exc: BaseException) -> str:
+    """A sqlite3 error in the user's terms (one line)."""
+    text = str(exc) or type(exc).__name__
+    if "file is not a database" in text or "malformed" in text:
+        return f"not a readable SQLite database (corrupted or another kind of file?): {text}"
+    if "readonly" in text or "read-only" in text:
+        return f"read-only: {text}"
+    return text
+
+
+@contextmanager
+def cli_errors(path: str | Path) -> Iterator[None]:
+    """For commands: a database error becomes one line naming the file (click's exit status 1)."""
+    try:
+        yield
+    except (sqlite3.Error, OSError) as exc:
+        import click
+
+        raise click.ClickException(f"{path}: {describe(exc)}") from None

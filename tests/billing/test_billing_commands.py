@@ -218,3 +218,37 @@ def test_external_delivery_sidecar_delivers_what_the_app_committed(tmp_path: Pat
     assert fake.accepted_ids() == set(ids)
     assert "delivered 30" in err
     assert Outbox(str(tmp_path / "outbox.db")).status().pending == 0
+
+
+def test_deliver_stopped_with_rows_pending_exits_0_and_keeps_them(tmp_path: Path) -> None:
+    """Issue 9 item 10: a clean SIGTERM with rows still pending (Stripe unreachable) is exit 0."""
+    import signal
+    import subprocess
+    import sys
+
+    from billing_support import API_KEY, billing_config
+
+    closed = __import__("socket").socket()
+    closed.bind(("127.0.0.1", 0))
+    dead_url = f"http://127.0.0.1:{closed.getsockname()[1]}"  # bound, never listening: refused
+    cfg = billing_config(tmp_path / "outbox.db", dead_url, delivery="external", shutdown_timeout_s=0.5)
+    provider = TracerProvider()
+    proc = chrono.install(provider, config=cfg)
+    for i in range(3):
+        with chrono.lap("faf score", tier="pro", customer=f"cus_{i}", tracer_provider=provider):
+            pass
+    proc.shutdown()
+    deliverer = subprocess.Popen(
+        [str(Path(sys.executable).parent / "chronograph"), "billing", "deliver", "--config",
+         str(write_config(tmp_path, cfg))],
+        env={**__import__("os").environ, "STRIPE_API_KEY": API_KEY}, stderr=subprocess.PIPE, text=True)
+    try:
+        line = deliverer.stderr.readline() if deliverer.stderr else ""
+        assert "delivering from" in line
+    finally:
+        deliverer.send_signal(signal.SIGTERM)
+        _, err = deliverer.communicate(timeout=60)
+        closed.close()
+    assert deliverer.returncode == 0, err
+    assert "pending 3" in err and "Traceback" not in err
+    assert Outbox(str(tmp_path / "outbox.db")).status().pending == 3

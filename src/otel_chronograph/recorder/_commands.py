@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 from pathlib import Path
 
 import click
 
 from .._config import ConfigError, load_config
+from .._sqlite import cli_errors
 from ._record import FlightRecord
 from ._render import folded_stacks, format_ms, record_document, render_text, to_chrome_trace
 from ._store import FlightStore
@@ -36,13 +38,24 @@ def _settings() -> tuple[int, float, float]:
     return r.max_records, r.retention_hours, r.anomaly_factor
 
 
-def _open(db: str | None, must_exist: bool = True) -> FlightStore:
+def _open(db: str | None, writable: bool = False) -> FlightStore:
+    """The store at ``--db``: never created by a read command; read-only unless ``writable`` (and then
+    read-only anyway when the file cannot be written: serving a read-only copy works)."""
     path = db or _default_db()
-    if must_exist and not Path(path).exists():
+    if not Path(path).exists():
         raise click.ClickException(f"no flight recorder database at {path} "
                                    "(enable recorder.persistent, or pass --db)")
     max_records, retention, factor = _settings()
-    return FlightStore(path, max_records=max_records, retention_hours=retention, anomaly_factor=factor)
+    with cli_errors(path):
+        if writable:
+            try:
+                return FlightStore(path, max_records=max_records, retention_hours=retention,
+                                   anomaly_factor=factor)
+            except sqlite3.OperationalError as exc:  # a read-only file or filesystem: serve it read-only
+                if not any(w in str(exc) for w in ("readonly", "read-only", "unable to open")):
+                    raise
+        return FlightStore(path, max_records=max_records, retention_hours=retention, anomaly_factor=factor,
+                           read_only=True)
 
 
 _DB = click.option("--db", "db", type=click.Path(dir_okay=False), default=None,
@@ -66,7 +79,7 @@ def lap_line(record: FlightRecord, colour: bool) -> str:
 @_DB
 def laps(n: int, command: str | None, status: str | None, as_json: bool, db: str | None) -> None:
     """List the newest recorded laps."""
-    with _open(db) as store:
+    with _open(db) as store, cli_errors(store.path or "flight recorder"):
         records = store.recent(n, command, status.upper() if status else None)
     colour = sys.stdout.isatty()
     for r in records:
@@ -83,7 +96,7 @@ def laps(n: int, command: str | None, status: str | None, as_json: bool, db: str
 @_DB
 def show(ident: str, as_json: bool, chrome: bool, folded: bool, db: str | None) -> None:
     """Show one lap's timeline by request id or trace id."""
-    with _open(db) as store:
+    with _open(db) as store, cli_errors(store.path or "flight recorder"):
         record = store.get(ident)
         if record is None:
             raise click.ClickException(f"no flight record {ident!r}")
@@ -105,9 +118,11 @@ def serve(db: str | None, host: str, port: int) -> None:
     """Serve the flight recorder HTTP API over a database (token: $CHRONOGRAPH_API_TOKEN)."""
     from ._server import run_server
 
-    store = _open(db, must_exist=False)
-    store.start_cleanup()
-    click.echo(f"flight recorder API on http://{host}:{port} ({store.path})", err=True)
+    store = _open(db, writable=True)
+    if not store.read_only:
+        store.start_cleanup()
+    mode = ", read-only" if store.read_only else ""
+    click.echo(f"flight recorder API on http://{host}:{port} ({store.path}{mode})", err=True)
     try:
         run_server(store, host=host, port=port)
     finally:
@@ -126,5 +141,5 @@ def tui(db: str | None, url: str | None) -> None:
     if url:
         FlightRecorderApp(HttpSource(url)).run()
         return
-    with _open(db) as store:
+    with _open(db) as store, cli_errors(store.path or "flight recorder"):
         FlightRecorderApp(StoreSource(store)).run()

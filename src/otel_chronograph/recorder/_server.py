@@ -17,6 +17,7 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -81,6 +82,10 @@ def create_app(store: FlightStore, token: str | None = _UNSET) -> Starlette:
         token = os.environ.get(TOKEN_ENV) or None
 
     async def healthz(request: Request) -> Response:
+        problem = await run_in_threadpool(store.check)
+        if problem is not None:  # the truth: a corrupted or vanished database is not healthy
+            return JSONResponse({"status": "error", "reason": problem, "version": __version__,
+                                 "persistent": store.persistent}, status_code=503)
         return JSONResponse({"status": "ok", "version": __version__, "persistent": store.persistent})
 
     async def openapi(request: Request) -> Response:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .._lap import Lap
-from .._sqlite import connect, transaction
+from .._sqlite import connect, describe, transaction
 from .._worker import Worker
 from ._record import FlightRecord, decode_lap, encode_lap
 
@@ -110,6 +110,7 @@ class FlightStore:
         flush_interval_s: float = 0.25,
         cleanup_interval_s: float | None = None,
         create: bool = True,
+        read_only: bool = False,
     ) -> None:
         if max_records < 1:
             raise ValueError("max_records must be at least 1")
@@ -139,11 +140,15 @@ class FlightStore:
         self._purge_gen = -1
         self._closed = False
         self._reopen = False
+        self.read_only = read_only
         if self.path is not None:
-            if not create and not self.path.exists():
+            if (not create or read_only) and not self.path.exists():
                 raise FileNotFoundError(f"no flight recorder database at {self.path}")
-            self._wconn = self._connect()
-            self._wconn.executescript(_SCHEMA)
+            if read_only:
+                self._reader().execute("SELECT count(*) FROM flight_records LIMIT 1").fetchone()
+            else:
+                self._wconn = self._connect()
+                self._wconn.executescript(_SCHEMA)
 
     @property
     def persistent(self) -> bool:
@@ -170,8 +175,24 @@ class FlightStore:
 
     def _reader(self) -> sqlite3.Connection:
         if self._rconn is None:
-            self._rconn = self._connect()
+            assert self.path is not None
+            self._rconn = connect(self.path, read_only=True) if self.read_only else self._connect()
         return self._rconn
+
+    def check(self) -> str | None:
+        """None when the database answers a read; else why not (for a health endpoint that tells the
+        truth: a corrupted file must not look healthy)."""
+        if self.path is None:
+            return None
+        try:  # a fresh connection: a long-lived one would answer from its page cache
+            conn = connect(self.path, read_only=True)
+            try:
+                conn.execute("SELECT count(*) FROM flight_records").fetchone()
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            return describe(exc)
+        return None
 
     # -- writing ------------------------------------------------------------------------------
 
