@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -26,12 +27,14 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .._version import __version__
+from ._record import FlightRecord
 from ._render import record_document, summary_item, to_chrome_trace
 from ._store import FlightStore
 
 __all__ = ["TOKEN_ENV", "EmbeddedServer", "create_app", "openapi_document", "run_server", "serve_in_thread"]
 
 TOKEN_ENV = "CHRONOGRAPH_API_TOKEN"
+MAX_BUSY = 16  # flight-record requests in worker threads at once; more get 503 + Retry-After
 MAX_N = 1000
 STATUSES = ("GREEN", "YELLOW", "RED")
 _log = logging.getLogger("otel_chronograph.recorder")
@@ -91,27 +94,49 @@ def create_app(store: FlightStore, token: str | None = _UNSET) -> Starlette:
     async def openapi(request: Request) -> Response:
         return JSONResponse(openapi_document(secured=token is not None))
 
+    busy = [0]
+
+    async def offload(work: Callable[[], Response]) -> Response:
+        """Store reads and renderings run in worker threads, never on the event loop (so /healthz and
+        the other requests stay responsive); past MAX_BUSY at once the API says so instead of queueing."""
+        if busy[0] >= MAX_BUSY:
+            response = _error(503, "busy: too many flight-record requests in progress")
+            response.headers["Retry-After"] = "1"
+            return response
+        busy[0] += 1
+        try:
+            return await run_in_threadpool(work)
+        finally:
+            busy[0] -= 1
+
     async def list_records(request: Request) -> Response:
         parsed = _parse_query(request)
         if isinstance(parsed, JSONResponse):
             return parsed
         n, command, status = parsed
-        records = store.recent(n, command, status)
-        return JSONResponse({"count": len(records), "records": [summary_item(r) for r in records]})
+
+        def work() -> Response:
+            records = store.recent(n, command, status)
+            return JSONResponse({"count": len(records), "records": [summary_item(r) for r in records]})
+
+        return await offload(work)
+
+    def _one(request: Request, render: Callable[[FlightRecord], Any]) -> Callable[[], Response]:
+        ident = request.path_params["id"]
+
+        def work() -> Response:
+            record = store.get(ident)
+            if record is None:
+                return _error(404, "no flight record with that request id or trace id", id=ident)
+            return JSONResponse(render(record))
+
+        return work
 
     async def get_record(request: Request) -> Response:
-        ident = request.path_params["id"]
-        record = store.get(ident)
-        if record is None:
-            return _error(404, "no flight record with that request id or trace id", id=ident)
-        return JSONResponse(record_document(record, store.compare(record)))
+        return await offload(_one(request, lambda r: record_document(r, store.compare(r))))
 
     async def chrome_trace(request: Request) -> Response:
-        ident = request.path_params["id"]
-        record = store.get(ident)
-        if record is None:
-            return _error(404, "no flight record with that request id or trace id", id=ident)
-        return JSONResponse(to_chrome_trace(record))
+        return await offload(_one(request, to_chrome_trace))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
