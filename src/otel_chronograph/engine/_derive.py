@@ -26,6 +26,10 @@ __all__ = [
 ]
 
 SECTOR_ATTR = "chronograph.sector"
+# Event details reach every sink (the flight recorder keeps them in memory and on disk): bounded.
+MAX_EVENT_ATTRIBUTES = 64
+MAX_VALUE_CHARS = 4096
+MAX_SEQUENCE = 128
 _NS_PER_MS = 1_000_000
 
 
@@ -287,6 +291,7 @@ class Deriver:
         self._default_tier = billing.default_tier
         self._unknown_tier = billing.unknown_tier_multiplier
         self._max_events = config.recorder.max_events_per_lap
+        self.truncated_values = 0  # event values cut to the bounds below (not exact under races: a gauge)
         ident = config.laps.identity
         self._identity = {key: rule for key, rule in (
             ("customer", compile_identity(ident.customer)), ("tier", compile_identity(ident.tier)),
@@ -435,14 +440,43 @@ class Deriver:
         rows.sort(key=lambda r: (r.start_ns, r.span_id))
         return events, rows
 
-    @staticmethod
-    def _events(source: Sequence[Any], sector: str | None, span_name: str, r_start: int,
+    def _events(self, source: Sequence[Any], sector: str | None, span_name: str, r_start: int,
                 out: list[LapEvent], limit: int) -> None:
         for e in source:
             if len(out) >= limit:
                 return
             out.append(LapEvent(e.name, e.timestamp, (e.timestamp - r_start) / _NS_PER_MS, sector,
-                                span_name, dict(e.attributes or {})))
+                                span_name, self._bounded(e.attributes)))
+
+    def _bounded(self, attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+        """At most MAX_EVENT_ATTRIBUTES values, strings cut at MAX_VALUE_CHARS, sequences at
+        MAX_SEQUENCE, each cut marked in the value and counted in ``truncated_values``."""
+        if not attributes:
+            return {}
+        out: dict[str, Any] = {}
+        over = len(attributes) > MAX_EVENT_ATTRIBUTES
+        for i, (key, value) in enumerate(attributes.items()):
+            if over and i >= MAX_EVENT_ATTRIBUTES - 1:  # the marker takes the last place
+                self.truncated_values += len(attributes) - i
+                out["chronograph.truncated_attributes"] = len(attributes) - i
+                break
+            out[key] = self._cut(value)
+        return out
+
+    def _cut(self, value: Any) -> Any:
+        if isinstance(value, (str, bytes)):
+            if len(value) <= MAX_VALUE_CHARS:
+                return value
+            self.truncated_values += 1
+            if isinstance(value, bytes):
+                return value[:MAX_VALUE_CHARS]
+            return f"{value[:MAX_VALUE_CHARS]}…[truncated {len(value) - MAX_VALUE_CHARS} characters]"
+        if isinstance(value, (tuple, list)):
+            if len(value) > MAX_SEQUENCE:
+                self.truncated_values += 1
+                value = value[:MAX_SEQUENCE]
+            return tuple(self._cut(v) for v in value)
+        return value
 
 
 def lap_attributes(lap: Lap) -> dict[str, Any]:
