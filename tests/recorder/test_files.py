@@ -119,3 +119,14 @@ def test_health_reports_a_database_corrupted_under_a_running_server(db: Path) ->
     listed = client.get("/api/v1/flight-recorder")
     assert listed.status_code >= 500 and "Traceback" not in listed.text
     store.close()
+
+
+def test_config_option_picks_the_database_and_a_bad_config_is_an_error(tmp_path: Path, db: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(f"chronograph:\n  recorder: {{persistent: true, path: {db}}}\n")
+    out = cli("laps", "--config", str(good), "--json")
+    assert out.returncode == 0 and "req_0000000000000001" in out.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("chronograph:\n  recorder: {max_records: -1}\n")
+    out = cli("laps", "--config", str(bad))
+    assert out.returncode == 1 and "chronograph.recorder.max_records" in out.stderr

@@ -20,17 +20,13 @@ from .._worker import Worker
 from ._outbox import DEAD, PENDING, SKIPPED, Outbox, UsageRecord
 from ._sender import Sender, StripeTransport, Transport
 
-__all__ = ["BillingSink", "MissingApiKey", "api_key_from", "usage_record"]
+__all__ = ["BillingSink", "api_key_from", "usage_record"]
 
 _log = logging.getLogger("otel_chronograph.billing")
 _MICROS = Decimal(1_000_000)
 MAX_UNCOMMITTED = 100_000  # usage rows held in memory while the outbox cannot commit (a few hundred B each)
 NO_KEY = ("STRIPE_API_KEY is not set: usage is kept in the outbox {path} and not sent. "
           "Set STRIPE_API_KEY and run `chronograph billing flush` (or restart) to deliver it")
-
-
-class MissingApiKey(RuntimeError):
-    """Raised by commands that must talk to Stripe when ``STRIPE_API_KEY`` is not set."""
 
 
 def api_key_from(environ: Mapping[str, str] | None = None) -> str | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .._config import ConfigError, load_config
+from .._config import ConfigError, RecorderConfig, load_config
 from .._sqlite import cli_errors
 from ._record import FlightRecord
 from ._render import folded_stacks, format_ms, record_document, render_text, to_chrome_trace
@@ -21,31 +21,24 @@ _STATUS = click.Choice(["GREEN", "YELLOW", "RED"], case_sensitive=False)
 _COLOURS = {"GREEN": "green", "YELLOW": "yellow", "RED": "red"}
 
 
-def _default_db() -> str:
+def _recorder(config_path: str | None) -> RecorderConfig:
+    """The recorder settings of ``--config`` (else the environment's configuration); a bad file is an
+    error, never a silent fallback to defaults (which would read another database)."""
     try:
-        return load_config().recorder.path
-    except ConfigError:
-        return "chronograph.db"
+        return load_config(config_path).recorder
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
-def _settings() -> tuple[int, float, float]:
-    try:
-        r = load_config().recorder
-    except ConfigError:
-        from .._config import RecorderConfig
-
-        r = RecorderConfig.model_validate({})
-    return r.max_records, r.retention_hours, r.anomaly_factor
-
-
-def _open(db: str | None, writable: bool = False) -> FlightStore:
-    """The store at ``--db``: never created by a read command; read-only unless ``writable`` (and then
-    read-only anyway when the file cannot be written: serving a read-only copy works)."""
-    path = db or _default_db()
+def _open(db: str | None, config_path: str | None = None, writable: bool = False) -> FlightStore:
+    """The store at ``--db`` (else recorder.path): never created by a read command; read-only unless
+    ``writable`` (and then read-only anyway when the file cannot be written: serving a copy works)."""
+    r = _recorder(config_path)
+    path = db or r.path
     if not Path(path).exists():
         raise click.ClickException(f"no flight recorder database at {path} "
                                    "(enable recorder.persistent, or pass --db)")
-    max_records, retention, factor = _settings()
+    max_records, retention, factor = r.max_records, r.retention_hours, r.anomaly_factor
     with cli_errors(path):
         if writable:
             try:
@@ -60,6 +53,8 @@ def _open(db: str | None, writable: bool = False) -> FlightStore:
 
 _DB = click.option("--db", "db", type=click.Path(dir_okay=False), default=None,
                    help="SQLite database of the flight recorder (default: recorder.path of the config).")
+_CONFIG = click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+                       help="chronograph YAML (default: $CHRONOGRAPH_CONFIG, else defaults).")
 
 
 def lap_line(record: FlightRecord, colour: bool) -> str:
@@ -77,9 +72,11 @@ def lap_line(record: FlightRecord, colour: bool) -> str:
 @click.option("--status", "status", type=_STATUS, default=None, help="Only laps with this status.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @_DB
-def laps(n: int, command: str | None, status: str | None, as_json: bool, db: str | None) -> None:
+@_CONFIG
+def laps(n: int, command: str | None, status: str | None, as_json: bool, db: str | None,
+         config_path: str | None) -> None:
     """List the newest recorded laps."""
-    with _open(db) as store, cli_errors(store.path or "flight recorder"):
+    with _open(db, config_path) as store, cli_errors(store.path or "flight recorder"):
         records = store.recent(n, command, status.upper() if status else None)
     colour = sys.stdout.isatty()
     for r in records:
@@ -94,9 +91,11 @@ def laps(n: int, command: str | None, status: str | None, as_json: bool, db: str
 @click.option("--chrome-trace", "chrome", is_flag=True, help="Chrome trace event JSON (for Perfetto).")
 @click.option("--folded", is_flag=True, help="Folded stacks (for flamegraph.pl / speedscope).")
 @_DB
-def show(ident: str, as_json: bool, chrome: bool, folded: bool, db: str | None) -> None:
+@_CONFIG
+def show(ident: str, as_json: bool, chrome: bool, folded: bool, db: str | None,
+         config_path: str | None) -> None:
     """Show one lap's timeline by request id or trace id."""
-    with _open(db) as store, cli_errors(store.path or "flight recorder"):
+    with _open(db, config_path) as store, cli_errors(store.path or "flight recorder"):
         record = store.get(ident)
         if record is None:
             raise click.ClickException(f"no flight record {ident!r}")
@@ -112,13 +111,14 @@ def show(ident: str, as_json: bool, chrome: bool, folded: bool, db: str | None) 
 
 @click.command()
 @_DB
+@_CONFIG
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--port", default=8765, type=click.IntRange(0, 65535), show_default=True)
-def serve(db: str | None, host: str, port: int) -> None:
+def serve(db: str | None, host: str, port: int, config_path: str | None) -> None:
     """Serve the flight recorder HTTP API over a database (token: $CHRONOGRAPH_API_TOKEN)."""
     from ._server import run_server
 
-    store = _open(db, writable=True)
+    store = _open(db, config_path, writable=True)
     if not store.read_only:
         store.start_cleanup()
     mode = ", read-only" if store.read_only else ""
@@ -131,8 +131,9 @@ def serve(db: str | None, host: str, port: int) -> None:
 
 @click.command()
 @_DB
+@_CONFIG
 @click.option("--url", default=None, help="Read from a flight recorder API instead of a database.")
-def tui(db: str | None, url: str | None) -> None:
+def tui(db: str | None, url: str | None, config_path: str | None) -> None:
     """The live terminal UI: the last 10 laps; Enter opens a timeline."""
     from ._tui import FlightRecorderApp, HttpSource, StoreSource
 
@@ -141,5 +142,5 @@ def tui(db: str | None, url: str | None) -> None:
     if url:
         FlightRecorderApp(HttpSource(url)).run()
         return
-    with _open(db) as store, cli_errors(store.path or "flight recorder"):
+    with _open(db, config_path) as store, cli_errors(store.path or "flight recorder"):
         FlightRecorderApp(StoreSource(store)).run()

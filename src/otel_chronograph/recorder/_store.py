@@ -9,9 +9,7 @@ persistent.
 
 from __future__ import annotations
 
-import bisect
 import logging
-import math
 import sqlite3
 import threading
 import time
@@ -22,6 +20,7 @@ from typing import Any
 
 from .._lap import Lap
 from .._sqlite import connect, describe, transaction
+from .._stats import History, compare_to_history
 from .._worker import Worker
 from ._record import FlightRecord, decode_lap, encode_lap
 
@@ -50,45 +49,6 @@ INSERT OR IGNORE INTO flight_meta (key, value) VALUES ('purge_generation', 0);
 _INSERT = ("INSERT OR IGNORE INTO flight_records (request_id, trace_id, command, status, error, session_id,"
            " start_ns, lap_ms, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
 _NS_PER_HOUR = 3600 * 1_000_000_000
-
-
-class History:
-    """Sorted lap times per command: median and p95 in O(1), updates in O(log n) + a memmove."""
-
-    def __init__(self) -> None:
-        self._by_command: dict[str, list[float]] = {}
-
-    def add(self, command: str, lap_ms: float) -> None:
-        bisect.insort(self._by_command.setdefault(command, []), lap_ms)
-
-    def remove(self, command: str, lap_ms: float) -> None:
-        values = self._by_command.get(command)
-        if not values:
-            return
-        i = bisect.bisect_left(values, lap_ms)
-        if i < len(values) and values[i] == lap_ms:
-            del values[i]
-        if not values:
-            del self._by_command[command]
-
-    def replace(self, by_command: dict[str, list[float]]) -> None:
-        for values in by_command.values():
-            values.sort()
-        self._by_command = by_command
-
-    def stats(self, command: str) -> tuple[int, float, float]:
-        """(count, median, p95 by nearest rank) of the command's lap times; zeros when none."""
-        values = self._by_command.get(command)
-        if not values:
-            return 0, 0.0, 0.0
-        n = len(values)
-        mid = n // 2
-        median = values[mid] if n % 2 else (values[mid - 1] + values[mid]) / 2
-        p95 = values[max(math.ceil(0.95 * n) - 1, 0)]
-        return n, median, p95
-
-    def commands(self) -> list[str]:
-        return sorted(self._by_command)
 
 
 class FlightStore:
@@ -478,16 +438,7 @@ class FlightStore:
         """How this lap compares with its command's history: median, p95, ratio and the anomaly flag
         (lap time at least ``anomaly_factor`` × the median, given ``min_history`` laps)."""
         count, median, p95 = self.history(lap.command)
-        ratio = lap.lap_ms / median if median > 0 else 0.0
-        return {
-            "count": count,
-            "median_ms": round(median, 3),
-            "p95_ms": round(p95, 3),
-            "ratio": round(ratio, 3),
-            "factor": self.anomaly_factor,
-            "anomaly": (count >= self.min_history and median > 0
-                        and lap.lap_ms >= self.anomaly_factor * median),
-        }
+        return compare_to_history(lap.lap_ms, count, median, p95, self.anomaly_factor, self.min_history)
 
     def commands(self) -> list[str]:
         self._sync_history()
