@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from ._vocab import Status
+
 __all__ = [
     "BillingConfig",
     "ChronographConfig",
@@ -172,7 +174,7 @@ class Thresholds(_Model):
 class StatusConfig(_Model):
     green_ms: NonNegFloat = 100.0
     yellow_ms: NonNegFloat = 300.0
-    on_error: Literal["GREEN", "YELLOW", "RED", "time"] = "RED"  # one Literal: errors name the plain key
+    on_error: Literal[Status, "time"] = "RED"  # flattens to one Literal: errors name the plain key
     commands: dict[str, Thresholds] = Field(default_factory=dict)
 
     @model_validator(mode="after")
