@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from ._text import safe, safe_lines
 from ._vocab import Status
 
 __all__ = [
@@ -318,7 +319,9 @@ def _format_error(err: ValidationError, origin: str) -> str:
         reasons = by_key.setdefault(key, [])
         if msg not in reasons:
             reasons.append(msg)
-    lines = [f"{origin}: {_cut(key, 120)}: {_cut(' or '.join(msgs), 240)}" for key, msgs in by_key.items()]
+    # Keys and messages may carry the file's own text: escaped, so `config check` cannot drive a terminal.
+    lines = [safe(f"{origin}: {_cut(key, 120)}: {_cut(' or '.join(msgs), 240)}")
+             for key, msgs in by_key.items()]
     if len(lines) > 20:
         lines = [*lines[:20], f"... and {len(lines) - 20} more"]
     return "invalid chronograph configuration:\n  " + "\n  ".join(lines)
@@ -447,7 +450,7 @@ def _read_yaml(path: Path) -> Any:
         finally:
             loader.dispose()
     except yaml.YAMLError as exc:
-        message = str(exc).replace('in "<unicode string>", ', "")
+        message = safe_lines(str(exc).replace('in "<unicode string>", ', ""))
         raise ConfigError(f"{path}: not valid YAML: {_cut(message, 300)}") from None
     except RecursionError:  # pragma: no cover - the depth check comes first
         raise ConfigError(f"{path}: YAML nested too deeply") from None

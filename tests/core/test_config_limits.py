@@ -188,3 +188,12 @@ def test_fuzz_config_check_exits_0_or_1_without_a_traceback(tmp_path: Path, data
     assert result.exit_code in (0, 1), (result.output, result.exception)
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     assert "Traceback" not in result.output
+
+
+def test_config_errors_show_control_characters_escaped(tmp_path: Path) -> None:
+    path = tmp_path / "esc.yaml"
+    path.write_text('chronograph:\n  "\\e]0;pwned\\a": 1\n  laps: {scope: "\\e[2J"}\n')
+    result = CliRunner().invoke(cli_main, ["config", "check", str(path)])
+    assert result.exit_code == 1
+    assert "\x1b" not in result.output and "\x07" not in result.output, result.output
+    assert "\\x1b]0;pwned\\x07" in result.output
