@@ -99,13 +99,15 @@ def _to_seconds(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError(f"must be a duration like 2s or 500ms, got {short(value)}")
     if isinstance(value, (int, float)):
-        if value < 0 or value != value or value == float("inf"):
-            raise ValueError(f"must be a non-negative duration, got {short(value)}")
-        return float(value)
-    found = _DURATION.match(str(value))
-    if found is None:
-        raise ValueError(f"must be a duration like 2s or 500ms, got {short(value)}")
-    return float(found.group(1)) * _DURATION_UNITS[found.group(2)]
+        seconds = float(value) if abs(value) < 1e300 else float("inf")  # a huge int: no OverflowError
+    else:
+        found = _DURATION.match(str(value))
+        if found is None:
+            raise ValueError(f"must be a duration like 2s or 500ms, got {short(value)}")
+        seconds = float(found.group(1)) * _DURATION_UNITS[found.group(2)]
+    if not 0 <= seconds < float("inf"):  # NaN fails too
+        raise ValueError(f"must be a finite, non-negative duration, got {short(value)}")
+    return seconds
 
 
 Seconds = Annotated[float, BeforeValidator(_to_seconds)]

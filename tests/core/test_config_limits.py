@@ -69,12 +69,15 @@ def test_a_yaml_error_on_a_huge_line_is_short(tmp_path: Path) -> None:
 
 
 yaml_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True),
-                         st.text(max_size=20))
+                         st.text(max_size=20), st.decimals(), st.datetimes(), st.binary(max_size=8),
+                         st.integers(4300, 5000).map(lambda n: -(10**n)))  # past Python's int-to-str limit
 yaml_docs = st.recursive(yaml_scalars, lambda inner: st.one_of(
     st.lists(inner, max_size=4),
     st.dictionaries(st.sampled_from(["chronograph", "laps", "sectors", "rules", "status", "billing",
                                      "recorder", "display", "match", "name", "green_ms", "enabled",
-                                     "identity", "scope", "rates", "x"]) | st.text(max_size=8),
+                                     "identity", "scope", "rates", "decision_wait", "grace_ms",
+                                     "max_pending_traces", "default_rate", "x"]) | st.text(max_size=8)
+                    | st.integers() | st.none(),
                     inner, max_size=4)), max_leaves=20)
 
 
@@ -122,10 +125,15 @@ def test_deeply_nested_documents_are_refused(tmp_path: Path, text: str) -> None:
         load_config(path, environ={})
 
 
-@pytest.mark.parametrize("scalar", ["9" * 5000, "0000-01-01", "2001-13-45", "2001-02-30 10:00:00"])
-def test_scalars_python_cannot_build_are_config_errors(tmp_path: Path, scalar: str) -> None:
+@pytest.mark.parametrize(("key", "scalar"), [
+    ("max_pending_traces", "9" * 5000), ("max_pending_traces", "0000-01-01"),
+    ("max_pending_traces", "2001-13-45"), ("max_pending_traces", "2001-02-30 10:00:00"),
+    ("decision_wait", "9" * 400), ("decision_wait", "'" + "9" * 400 + "s'"), ("decision_wait", ".inf"),
+    ("grace_ms", "9" * 400),
+])
+def test_scalars_python_cannot_build_are_config_errors(tmp_path: Path, key: str, scalar: str) -> None:
     path = tmp_path / "scalar.yaml"
-    path.write_text(f"chronograph:\n  laps: {{max_pending_traces: {scalar}}}\n")
+    path.write_text(f"chronograph:\n  laps: {{{key}: {scalar}}}\n")
     with pytest.raises(ConfigError) as err:
         load_config(path, environ={})
     assert str(path) in str(err.value) and len(str(err.value)) < 500
