@@ -15,28 +15,19 @@ from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Literal
 
-__all__ = ["COST_PLACES", "NS_PER_MS", "NS_PER_S", "NS_PER_US", "STATUSES", "STATUS_COLOURS", "Status",
-           "format_cost", "format_ms", "iso_timestamp", "ms_to_ns", "ns_to_ms"]
+__all__ = ["COST_PLACES", "NS_PER_MS", "NS_PER_S", "STATUSES", "STATUS_COLOURS", "Status", "format_cost",
+           "format_ms", "iso_timestamp"]
 
 Status = Literal["GREEN", "YELLOW", "RED"]
 STATUSES: tuple[Status, ...] = ("GREEN", "YELLOW", "RED")
 # Rich / click colour names; also used by the TUI.
 STATUS_COLOURS: Mapping[str, str] = {"GREEN": "green", "YELLOW": "yellow", "RED": "red"}
 
-NS_PER_US = 1_000
 NS_PER_MS = 1_000_000
 NS_PER_S = 1_000_000_000
 
 COST_PLACES = 6
 _COST_QUANTUM = Decimal(1).scaleb(-COST_PLACES)
-
-
-def ns_to_ms(ns: int) -> float:
-    return ns / NS_PER_MS
-
-
-def ms_to_ns(ms: float) -> int:
-    return int(ms * NS_PER_MS)
 
 
 def format_ms(ms: float, digits: int | None = None) -> str:
