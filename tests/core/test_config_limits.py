@@ -81,6 +81,7 @@ yaml_docs = st.recursive(yaml_scalars, lambda inner: st.one_of(
                     inner, max_size=4)), max_leaves=20)
 
 
+@pytest.mark.timeout(120)
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(yaml_docs)
 def test_fuzz_documents_give_a_config_or_a_config_error(doc: object) -> None:
@@ -88,6 +89,7 @@ def test_fuzz_documents_give_a_config_or_a_config_error(doc: object) -> None:
         load_config(doc if isinstance(doc, dict) else {"chronograph": doc}, environ={})
 
 
+@pytest.mark.timeout(120)
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.binary(max_size=300) | st.text(alphabet=string.printable + "&*!|>{}[]:-#'\"\xe9", max_size=300)
        .map(str.encode))
