@@ -16,6 +16,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from ._text import safe, safe_lines
+from ._vocab import Status
+
 __all__ = [
     "BillingConfig",
     "ChronographConfig",
@@ -33,7 +36,6 @@ __all__ = [
 ]
 
 SpanKindName = Literal["SERVER", "CLIENT", "INTERNAL", "PRODUCER", "CONSUMER"]
-StatusName = Literal["GREEN", "YELLOW", "RED"]
 
 
 class ConfigError(ValueError):
@@ -97,13 +99,15 @@ def _to_seconds(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError(f"must be a duration like 2s or 500ms, got {short(value)}")
     if isinstance(value, (int, float)):
-        if value < 0 or value != value or value == float("inf"):
-            raise ValueError(f"must be a non-negative duration, got {short(value)}")
-        return float(value)
-    found = _DURATION.match(str(value))
-    if found is None:
-        raise ValueError(f"must be a duration like 2s or 500ms, got {short(value)}")
-    return float(found.group(1)) * _DURATION_UNITS[found.group(2)]
+        seconds = float(value) if abs(value) < 1e300 else float("inf")  # a huge int: no OverflowError
+    else:
+        found = _DURATION.match(str(value))
+        if found is None:
+            raise ValueError(f"must be a duration like 2s or 500ms, got {short(value)}")
+        seconds = float(found.group(1)) * _DURATION_UNITS[found.group(2)]
+    if not 0 <= seconds < float("inf"):  # NaN fails too
+        raise ValueError(f"must be a finite, non-negative duration, got {short(value)}")
+    return seconds
 
 
 Seconds = Annotated[float, BeforeValidator(_to_seconds)]
@@ -173,7 +177,7 @@ class Thresholds(_Model):
 class StatusConfig(_Model):
     green_ms: NonNegFloat = 100.0
     yellow_ms: NonNegFloat = 300.0
-    on_error: Literal["GREEN", "YELLOW", "RED", "time"] = "RED"  # one Literal: errors name the plain key
+    on_error: Literal[Status, "time"] = "RED"  # flattens to one Literal: errors name the plain key
     commands: dict[str, Thresholds] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -205,7 +209,6 @@ class DisplayConfig(_Model):
 class MeterConfig(_Model):
     """Where usage goes (issue 3). The Stripe key is never here: only ``STRIPE_API_KEY``."""
 
-    kind: Literal["stripe"] = "stripe"
     api: Literal["v1", "v2"] = "v1"
     event_name: str = Field("chronograph_usage", min_length=1)
     value: Literal["cost_micros", "requests", "lap_ms"] = "cost_micros"
@@ -318,10 +321,9 @@ def _format_error(err: ValidationError, origin: str) -> str:
         reasons = by_key.setdefault(key, [])
         if msg not in reasons:
             reasons.append(msg)
-    def cut(text: str, n: int) -> str:
-        return text if len(text) <= n else text[:n] + "…"
-
-    lines = [f"{origin}: {cut(key, 120)}: {cut(' or '.join(msgs), 240)}" for key, msgs in by_key.items()]
+    # Keys and messages may carry the file's own text: escaped, so `config check` cannot drive a terminal.
+    lines = [safe(f"{origin}: {_cut(key, 120)}: {_cut(' or '.join(msgs), 240)}")
+             for key, msgs in by_key.items()]
     if len(lines) > 20:
         lines = [*lines[:20], f"... and {len(lines) - 20} more"]
     return "invalid chronograph configuration:\n  " + "\n  ".join(lines)
@@ -341,12 +343,20 @@ def _unwrap(doc: Any, origin: str) -> dict[str, Any]:
 
 MAX_CONFIG_BYTES = 1024 * 1024  # a configuration is a few KiB; anything near this is a mistake or an attack
 MAX_YAML_NODES = 100_000  # nodes after alias expansion: a 500-byte alias bomb expands to billions
+MAX_YAML_DEPTH = 100  # the schema is 6 levels deep; libyaml's composer recurses in C
 _MAX_ECHO = 80
+
+
+def _cut(text: str, n: int) -> str:
+    return text if len(text) <= n else text[:n] + "…"
 
 
 def short(value: object) -> str:
     """A value as echoed in an error message: repr, cut to a readable length."""
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an int beyond Python's 4,300-digit conversion limit
+        return f"<a {type(value).__name__} too long to show>"
     return text if len(text) <= _MAX_ECHO else text[:_MAX_ECHO] + f"… ({len(text)} characters)"
 
 
@@ -378,35 +388,74 @@ def _expanded_size(node: yaml.Node, limit: int) -> int:
     return sizes.get(id(node), 0)
 
 
-def _read_yaml(path: Path) -> Any:
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """libyaml when present (10-50x faster than pure Python). A scalar the resolver accepts but Python
+    cannot build (a 5,000-digit int, ``0000-01-01``, ``!!bool maybe``) is a YAML error at its line, not
+    a ValueError or KeyError from inside PyYAML."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except yaml.YAMLError:
+            raise
+        except Exception as exc:
+            raise yaml.constructor.ConstructorError(None, None, f"cannot read this value: {exc}",
+                                                    node.start_mark) from None
+
+
+def _read_text(path: Path) -> str:
+    """At most the size limit is read: a device (/dev/zero) or a growing file cannot exhaust memory."""
     try:
-        size = path.stat().st_size
-        if size > MAX_CONFIG_BYTES:
-            raise ConfigError(f"{path}: configuration file larger than {MAX_CONFIG_BYTES // 1024} KiB "
-                              f"({size} bytes): not read")
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read configuration: {exc.strerror or exc}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: configuration file larger than {MAX_CONFIG_BYTES // 1024} KiB: not read")
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}): save the file as UTF-8") from None
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)  # libyaml when present: 10-50x faster
+
+
+def _check_depth(text: str, path: Path) -> None:
+    """libyaml's composer recurses in C: a 200,000-deep ``[[[...`` crashes the interpreter. Its parser
+    does not, so the events are walked first and the document refused past a sane depth."""
+    parser = _Loader(text)
+    depth = 0
     try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        if _expanded_size(node, MAX_YAML_NODES) > MAX_YAML_NODES:
-            raise ConfigError(f"{path}: more than {MAX_YAML_NODES} values once YAML aliases are expanded "
-                              "(an alias bomb?): not loaded")
-        return loader.construct_document(node)
-    except yaml.YAMLError as exc:
-        message = str(exc)
-        if len(message) > 300:
-            message = message[:300] + "…"
-        raise ConfigError(f"{path}: not valid YAML: {message}") from None
-    except RecursionError:
-        raise ConfigError(f"{path}: YAML nested too deeply") from None
+        while (event := parser.get_event()) is not None:
+            if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    raise ConfigError(f"{path}: YAML nested more than {MAX_YAML_DEPTH} levels deep: "
+                                      "not loaded")
+            elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                depth -= 1
     finally:
-        loader.dispose()
+        parser.dispose()
+
+
+def _read_yaml(path: Path) -> Any:
+    text = _read_text(path)
+    try:
+        _check_depth(text, path)
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            if _expanded_size(node, MAX_YAML_NODES) > MAX_YAML_NODES:
+                raise ConfigError(f"{path}: more than {MAX_YAML_NODES} values once YAML aliases are "
+                                  "expanded (an alias bomb?): not loaded")
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        message = safe_lines(str(exc).replace('in "<unicode string>", ', ""))
+        raise ConfigError(f"{path}: not valid YAML: {_cut(message, 300)}") from None
+    except RecursionError:  # pragma: no cover - the depth check comes first
+        raise ConfigError(f"{path}: YAML nested too deeply") from None
 
 
 def _raw_from_environment(environ: Mapping[str, str]) -> tuple[dict[str, Any], str]:

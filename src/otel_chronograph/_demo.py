@@ -15,7 +15,7 @@ import sys
 import time
 from collections import defaultdict
 from decimal import Decimal
-from typing import Any
+from typing import IO, Any
 
 import click
 from opentelemetry import trace
@@ -24,9 +24,11 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from ._api import lap, sector
 from ._config import ChronographConfig, DisplayConfig, load_config
-from ._display import SplitTimeDisplay
+from ._display import SplitTimeDisplay, wants_rich
 from ._lap import Lap, response
 from ._setup import install
+from ._text import rich_text, safe
+from ._vocab import STATUS_COLOURS, STATUSES, format_cost, format_ms
 from .sources._processor import ChronographProcessor
 
 __all__ = ["DEMO_CONFIG", "demo_command", "run_demo"]
@@ -100,28 +102,58 @@ def _one_lap(i: int, rng: random.Random, speed: float, db: sqlite3.Connection,
     return handle.telemetry, result
 
 
-def _summary(laps: list[Lap]) -> str:
+_SUMMARY_HEAD = ("command", "laps", *STATUSES, "p50 ms", "max ms", "cost")
+
+
+def _summary_parts(laps: list[Lap]) -> tuple[list[tuple[str, ...]], list[str]]:
+    """Per-command rows (cells as text, in :data:`_SUMMARY_HEAD` order) and the lines under the table."""
     by_cmd: dict[str, list[Lap]] = defaultdict(list)
     for item in laps:
         by_cmd[item.command].append(item)
-    head = f"{'command':<18} {'laps':>4} {'GREEN':>5} {'YELLOW':>6} {'RED':>4} {'p50 ms':>8} {'max ms':>8} " \
-           f"{'cost':>8}"
-    lines = ["SUMMARY", head, "-" * len(head)]
+    rows = []
     for cmd, items in sorted(by_cmd.items()):
         times = [x.lap_ms for x in items]
-        counts = {s: sum(1 for x in items if x.status == s) for s in ("GREEN", "YELLOW", "RED")}
-        cost = sum((x.cost for x in items), Decimal(0))
-        lines.append(f"{cmd:<18} {len(items):>4} {counts['GREEN']:>5} {counts['YELLOW']:>6} "
-                     f"{counts['RED']:>4} {statistics.median(times):>8.1f} {max(times):>8.1f} "
-                     f"{format(cost, 'f'):>8}")
+        counts = [str(sum(1 for x in items if x.status == s)) for s in STATUSES]
+        rows.append((safe(cmd), str(len(items)), *counts, f"{statistics.median(times):.1f}",
+                     f"{max(times):.1f}", format_cost(sum((x.cost for x in items), Decimal(0)))))
     slow = [x for x in laps if x.status != "GREEN"]
-    lines.append("")
-    lines.append(f"{len(laps)} laps, {len(slow)} not GREEN, {sum(1 for x in laps if x.error)} failed; "
-                 f"total cost {format(sum((x.cost for x in laps), Decimal(0)), 'f')}")
+    footer = [f"{len(laps)} laps, {len(slow)} not GREEN, {sum(1 for x in laps if x.error)} failed; "
+              f"total cost {format_cost(sum((x.cost for x in laps), Decimal(0)))}"]
     for x in slow:
-        lines.append(f"  {x.status:<6} {x.request_id} {x.command} {x.lap_ms:.1f}ms"
-                     + (f" error: {x.error_message}" if x.error else ""))
-    return "\n".join(lines) + "\n"
+        footer.append(safe(f"  {x.status:<6} {x.request_id} {x.command} {format_ms(x.lap_ms, 1)}"
+                           + (f" error: {x.error_message}" if x.error else "")))
+    return rows, footer
+
+
+def _summary(laps: list[Lap]) -> str:
+    """The summary in plain ASCII (not a terminal, or NO_COLOR)."""
+    rows, footer = _summary_parts(laps)
+    widths = [18, 4, 5, 6, 4, 8, 8, 10]
+
+    def line(cells: tuple[str, ...]) -> str:
+        first, *rest = zip(cells, widths, strict=True)
+        return " ".join([f"{first[0]:<{first[1]}}", *(f"{c:>{w}}" for c, w in rest)])
+
+    head = line(_SUMMARY_HEAD)
+    return "\n".join(["SUMMARY", head, "-" * len(head), *map(line, rows), "", *footer]) + "\n"
+
+
+def _summary_rich(laps: list[Lap], stream: IO[str]) -> None:
+    """The summary as a Rich table on a terminal, status columns in their colours."""
+    from rich.console import Console
+    from rich.table import Table
+
+    rows, footer = _summary_parts(laps)
+    table = Table(title="SUMMARY", title_justify="left", pad_edge=False)
+    for name in _SUMMARY_HEAD:
+        table.add_column(name, justify="left" if name == "command" else "right",
+                         header_style=f"bold {STATUS_COLOURS.get(name, '')}")
+    for row in rows:
+        table.add_row(*(rich_text(cell) for cell in row))
+    console = Console(file=stream, highlight=False, markup=False, emoji=False)
+    console.print(table)
+    for text in footer:
+        console.print(rich_text(text))
 
 
 def run_demo(laps: int = 12, speed: float = 1.0, seed: int = 7, as_json: bool = False,
@@ -159,7 +191,10 @@ def run_demo(laps: int = 12, speed: float = 1.0, seed: int = 7, as_json: bool = 
         else:
             display(telemetry)
     if not as_json:
-        sys.stdout.write(_summary(derived))
+        if wants_rich(sys.stdout):
+            _summary_rich(derived, sys.stdout)
+        else:
+            sys.stdout.write(_summary(derived))
         if db is not None and own is not None:
             sys.stdout.write(f"\nflight records in {db}: chronograph laps --db {db}; "
                              f"chronograph show <request id> --db {db}\n")

@@ -48,10 +48,13 @@ class ChronographConfigurator(_OTelSDKConfigurator):
     processor: ChronographProcessor | None = None
 
     def _configure(self, **kwargs: Any) -> None:
-        try:
-            config = load_config()  # fail fast, before anything starts, with the key and file named
+        try:  # one handler for every path: a bad config or a stage that cannot start stops start-up
+            self._configure_chronograph(**kwargs)
         except ConfigError as exc:
             _stop(exc)
+
+    def _configure_chronograph(self, **kwargs: Any) -> None:
+        config = load_config()  # fail fast, before anything starts, with the key and file named
         if not config.enabled:
             super()._configure(**kwargs)  # type: ignore[no-untyped-call]
             return
@@ -75,10 +78,7 @@ class ChronographConfigurator(_OTelSDKConfigurator):
             _log.warning("chronograph: no SDK TracerProvider after configuration; laps are off")
             return
         # Built after the SDK set the MeterProvider, so instruments bind to it directly.
-        try:
-            self.processor = make_processor(config, exporting, None)
-        except ConfigError as exc:  # a stage that cannot start (read-only outbox path, ...)
-            _stop(exc)
+        self.processor = make_processor(config, exporting, None)
         provider.add_span_processor(self.processor)
         flush_on_sigterm(_shutdown_providers)
 

@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Generic, Literal, TypeVar, overload
 
+from ._vocab import Status as Status  # re-exported: the engine imports it from here
+
 __all__ = ["Lap", "LapEvent", "Lazy", "SectorSpan", "response"]
 
 T = TypeVar("T")
 
-Status = Literal["GREEN", "YELLOW", "RED"]
 ResponseFormat = Literal["v1", "v2", "v3"]
 
 

@@ -38,7 +38,7 @@ def test_plain_table() -> None:
     assert re.search(r"Other\s+\[\s+15\.0ms\]", text)
     assert "LAP TIME: 250.0ms YELLOW" in text
     assert "Request: req_7f8a9b0c1d2e3f40" in text
-    assert "Cost: 0.001 (pro)" in text
+    assert "Cost: 0.001000 (pro)" in text  # costs for people: always 6 decimals (_vocab.format_cost)
     assert text.isascii()
 
 

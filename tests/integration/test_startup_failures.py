@@ -37,13 +37,18 @@ def read_only_dir(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", str(target)], check=True)
 
 
-def test_non_utf8_config_stops_start_up(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("content", "says"), [
+    (b"chronograph:\n  enabled: true\n  # caf\xe9\n", "UTF-8"),
+    (b"chronograph: " + b"[" * 200_000 + b"]" * 200_000 + b"\n", "nested"),  # was a segfault in libyaml
+    (b"chronograph:\n  laps: {max_pending_traces: 0000-01-01}\n", "year 0"),  # was a ValueError
+], ids=["non-utf8", "deep", "unbuildable-scalar"])
+def test_unreadable_config_stops_start_up(tmp_path: Path, content: bytes, says: str) -> None:
     cfg = tmp_path / "bad.yaml"
-    cfg.write_bytes(b"chronograph:\n  enabled: true\n  # caf\xe9\n")
+    cfg.write_bytes(content)
     out = run_instrumented(cfg)
     assert out.returncode == 2, (out.stdout, out.stderr)
     assert "app ran" not in out.stdout and "Traceback" not in out.stderr
-    assert str(cfg) in out.stderr and "UTF-8" in out.stderr
+    assert str(cfg) in out.stderr and says in out.stderr
     assert len(out.stderr.strip().splitlines()) <= 2
 
 

@@ -11,14 +11,15 @@ import click
 
 from .._config import ConfigError, RecorderConfig, load_config
 from .._sqlite import cli_errors
+from .._text import safe
+from .._vocab import STATUS_COLOURS, STATUSES
 from ._record import FlightRecord
 from ._render import folded_stacks, format_ms, record_document, render_text, to_chrome_trace
 from ._store import FlightStore
 
 __all__ = ["laps", "serve", "show", "tui"]
 
-_STATUS = click.Choice(["GREEN", "YELLOW", "RED"], case_sensitive=False)
-_COLOURS = {"GREEN": "green", "YELLOW": "yellow", "RED": "red"}
+_STATUS = click.Choice(STATUSES, case_sensitive=False)
 
 
 def _recorder(config_path: str | None) -> RecorderConfig:
@@ -58,11 +59,14 @@ _CONFIG = click.option("--config", "config_path", type=click.Path(dir_okay=False
 
 
 def lap_line(record: FlightRecord, colour: bool) -> str:
-    status = click.style(f"{record.status:<6}", fg=_COLOURS.get(record.status)) if colour else \
-        f"{record.status:<6}"
+    """One lap per line; the command and id come from spans, so they are escaped (never a second line,
+    never a control sequence)."""
+    status = f"{safe(record.status):<6}"
+    if colour:
+        status = click.style(status, fg=STATUS_COLOURS.get(record.status))
     when = record.iso_timestamp.replace("T", " ")[:23]
     err = "  error" if record.error else ""
-    return f"{when}  {record.id}  {status}  {format_ms(record.lap_ms):>10}  {record.command}{err}"
+    return f"{when}  {safe(record.id)}  {status}  {format_ms(record.lap_ms):>10}  {safe(record.command)}{err}"
 
 
 @click.command()

@@ -9,28 +9,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from decimal import Decimal
-from functools import lru_cache
 from typing import Any
 
 from .._lap import Lap, LapEvent, SectorSpan
+from .._vocab import NS_PER_MS as _NS_PER_MS
+from .._vocab import iso_timestamp
 
 __all__ = ["FlightRecord", "decode_lap", "encode_lap", "iso_timestamp", "share_percent"]
 
-_NS_PER_MS = 1_000_000
 _DOC_VERSION = 1
 _ENCODE = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
-
-
-@lru_cache(maxsize=4096)
-def _iso_second(seconds: int) -> str:
-    return f"{datetime.fromtimestamp(seconds, tz=timezone.utc):%Y-%m-%dT%H:%M:%S}"
-
-
-def iso_timestamp(ns: int) -> str:
-    """``2026-02-20T14:32:01.000Z`` (UTC, millisecond precision) from epoch nanoseconds."""
-    return f"{_iso_second(ns // 1_000_000_000)}.{(ns // _NS_PER_MS) % 1000:03d}Z"
 
 
 def share_percent(part: float, total: float) -> float:

@@ -8,21 +8,12 @@ from functools import lru_cache
 from typing import Any
 
 from .._lap import Lap, SectorSpan
+from .._text import safe
+from .._vocab import format_ms
 from ._record import FlightRecord, share_percent
 
 __all__ = ["folded_stacks", "format_ms", "format_share", "record_document", "render_text", "summary_item",
            "to_chrome_trace", "to_json"]
-
-
-def format_ms(ms: float) -> str:
-    """``2370ms``, ``45.5ms``, ``0.23ms``: whole milliseconds from 100 up, more digits below."""
-    if ms >= 100:
-        return f"{ms:.0f}ms"
-    if ms >= 10:
-        return f"{ms:.1f}ms"
-    if ms >= 1:
-        return f"{ms:.2f}ms"
-    return f"{ms:.3f}ms"
 
 
 def format_share(pct: float) -> str:
@@ -59,7 +50,10 @@ def _clock(iso: str) -> str:
 
 def render_text(record: FlightRecord, comparison: Mapping[str, Any] | None = None) -> str:
     """The seed's layout: ``REQUEST TIMELINE: <id>``, a ``[HH:MM:SS.mmm] ➜ Stage`` block per milestone
-    with its details (UTC clock), then ``SUMMARY:`` with total, each sector and Other."""
+    with its details (UTC clock), then ``SUMMARY:`` with total, each sector and Other.
+
+    Names and details come from spans: each line is escaped (:func:`~.._text.safe`), so a control
+    sequence is shown, not interpreted, and a newline in a name cannot start a line of its own."""
     lines = [f"REQUEST TIMELINE: {record.id}", ""]
     for ev in record.events:
         lines.append(f"[{_clock(ev['timestamp'])}] ➜ {ev['stage']}")
@@ -89,7 +83,7 @@ def render_text(record: FlightRecord, comparison: Mapping[str, Any] | None = Non
         if comparison.get("anomaly"):
             lines.append(f"  ANOMALY: {ratio:.1f}× the median "
                          f"(threshold {float(comparison.get('factor', 0.0)):g}×)")
-    return "\n".join(lines) + "\n"
+    return "".join(safe(line) + "\n" for line in lines)
 
 
 def to_json(record: FlightRecord, comparison: Mapping[str, Any] | None = None,
@@ -204,7 +198,8 @@ def _union_ns(intervals: list[tuple[int, int]]) -> int:
 
 
 def _frame(name: str) -> str:
-    return name.replace(";", ":").replace("\n", " ") or "?"
+    """A frame name on one line without the separator (``;``), control characters escaped."""
+    return safe(name).replace(";", ":") or "?"
 
 
 def folded_stacks(items: Iterable[FlightRecord | Lap] | FlightRecord | Lap) -> str:

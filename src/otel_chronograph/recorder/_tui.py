@@ -6,6 +6,7 @@ import os
 from typing import Any, ClassVar, Protocol
 
 import httpx
+from rich.markup import escape
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
@@ -13,12 +14,13 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from ._render import format_ms, record_document, summary_item
+from .._text import rich_text, safe, safe_lines
+from .._vocab import STATUS_COLOURS, format_ms
+from ._render import record_document, summary_item
 from ._store import FlightStore
 
 __all__ = ["FlightRecorderApp", "HttpSource", "Source", "StoreSource", "TimelineScreen"]
 
-COLOURS = {"GREEN": "green", "YELLOW": "yellow", "RED": "red"}
 BAR_WIDTH = 24
 
 
@@ -66,11 +68,12 @@ class HttpSource:
 def lap_bar(lap_ms: float, longest: float, status: str) -> Text:
     """A bar proportional to the lap time (relative to the longest shown), in the status colour."""
     filled = 0 if longest <= 0 else max(1, round(BAR_WIDTH * lap_ms / longest))
-    return Text("█" * filled + "·" * (BAR_WIDTH - filled), style=COLOURS.get(status, ""))
+    return Text("█" * filled + "·" * (BAR_WIDTH - filled), style=STATUS_COLOURS.get(status, ""))
 
 
 class TimelineScreen(Screen[None]):
-    """One lap: its timeline and summary (the text rendering)."""
+    """One lap: its timeline and summary (the text rendering). Everything from the record is shown as
+    literal ``Text`` (escaped: it may come from a remote API), never as markup."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "Back"),
@@ -85,18 +88,19 @@ class TimelineScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         doc = self.document
         yield Header()
-        title = Text(f"{doc['command']}  {doc['id']}  ", style="bold")
-        title.append(doc["status"], style=f"bold {COLOURS.get(doc['status'], '')}")
+        title = rich_text(f"{doc['command']}  {doc['id']}  ", style="bold")
+        title.append(safe(doc["status"]), style=f"bold {STATUS_COLOURS.get(doc['status'], '')}")
         if doc.get("anomaly"):
             title.append("  ANOMALY", style="bold magenta")
         yield Static(title, id="title")
         with VerticalScroll():
-            yield Static(Text(doc["text"]), id="timeline")
+            yield Static(Text(safe_lines(doc["text"])), id="timeline")
         yield Footer()
 
 
 class FlightRecorderApp(App[None]):
-    """Last 10 laps, refreshed live; Enter opens the selected lap's timeline."""
+    """Last 10 laps, refreshed live; Enter opens the selected lap's timeline. Cells are ``Text``, not
+    markup strings: a command named ``[/]`` is shown as such (a string cell would raise MarkupError)."""
 
     TITLE = "chronograph flight recorder"
     CSS = "#title { padding: 0 1; } #timeline { padding: 1 2; }"
@@ -149,17 +153,17 @@ class FlightRecorderApp(App[None]):
         table.clear()
         longest = max((r["lap_ms"] for r in rows), default=0.0)
         for r in rows:
-            colour = COLOURS.get(r["status"], "")
+            colour = STATUS_COLOURS.get(r["status"], "")
             table.add_row(
-                r["timestamp"][11:23], r["id"], r["command"], format_ms(r["lap_ms"]),
-                lap_bar(r["lap_ms"], longest, r["status"]),
-                Text(r["status"] + (" ✖" if r.get("error") else ""), style=f"bold {colour}"),
+                rich_text(r["timestamp"][11:23]), rich_text(r["id"]), rich_text(r["command"]),
+                format_ms(r["lap_ms"]), lap_bar(r["lap_ms"], longest, r["status"]),
+                rich_text(r["status"] + (" ✖" if r.get("error") else ""), style=f"bold {colour}"),
                 key=r["id"],
             )
         if rows:
             table.move_cursor(row=min(keep, len(rows) - 1))
         line = self.error or (f"{len(rows)} laps" + ("  (paused)" if self.paused else "  (live)"))
-        self.query_one("#status-line", Static).update(line)
+        self.query_one("#status-line", Static).update(rich_text(line))
 
     def action_pause(self) -> None:
         self.paused = not self.paused
@@ -180,9 +184,9 @@ class FlightRecorderApp(App[None]):
         try:
             doc = self.source.detail(ident)
         except Exception as exc:
-            self.notify(f"cannot read {ident}: {exc}", severity="error")
+            self.notify(escape(safe(f"cannot read {ident}: {exc}")), severity="error")
             return
         if doc is None:
-            self.notify(f"{ident} is gone (retention)", severity="warning")
+            self.notify(escape(safe(f"{ident} is gone (retention)")), severity="warning")
             return
         self.push_screen(TimelineScreen(doc))
