@@ -13,6 +13,7 @@ from typing import Any
 
 from .._config import ChronographConfig
 from .._lap import Lap, LapEvent, Lazy, SectorSpan, Status
+from .._vocab import NS_PER_MS
 from ._records import EMPTY, SpanRecord
 from ._rules import compile_identity, compile_sector_rules, first_value
 
@@ -30,7 +31,7 @@ SECTOR_ATTR = "chronograph.sector"
 MAX_EVENT_ATTRIBUTES = 64
 MAX_VALUE_CHARS = 4096
 MAX_SEQUENCE = 128
-_NS_PER_MS = 1_000_000
+_NS_PER_MS = NS_PER_MS  # local name: read in the per-lap arithmetic
 
 
 def union_ns(intervals: list[tuple[int, int]]) -> int:

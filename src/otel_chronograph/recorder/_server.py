@@ -27,6 +27,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .._version import __version__
+from .._vocab import STATUSES
 from ._record import FlightRecord
 from ._render import record_document, summary_item, to_chrome_trace
 from ._store import FlightStore
@@ -36,7 +37,6 @@ __all__ = ["TOKEN_ENV", "EmbeddedServer", "create_app", "openapi_document", "run
 TOKEN_ENV = "CHRONOGRAPH_API_TOKEN"
 MAX_BUSY = 16  # flight-record requests in worker threads at once; more get 503 + Retry-After
 MAX_N = 1000
-STATUSES = ("GREEN", "YELLOW", "RED")
 _log = logging.getLogger("otel_chronograph.recorder")
 _UNSET: Any = object()
 
