@@ -55,7 +55,7 @@ def _display(config: ChronographConfig, _: MeterProvider | None) -> tuple[LapCal
 _BUILTIN: dict[str, SinkFactory | str] = {
     "metrics": _metrics,
     "display": _display,
-    "recorder": "otel_chronograph.recorder:recorder_sink_factory",
+    "recorder": "otel_chronograph.recorder._sink:recorder_sink_factory",
     "billing": "otel_chronograph.billing:billing_sink_factory",
 }
 _REGISTERED: list[SinkFactory] = []

@@ -1,27 +1,18 @@
 """The flight recorder: a timeline per lap, kept in a store, served over HTTP and in a terminal UI.
 
-Importing this package registers the recorder stage with :func:`otel_chronograph.install`: when
-``recorder.enabled`` is true, every lap goes to a :class:`FlightRecorder` (a deferred sink). Reach the
+``install()`` builds the recorder stage (``_sink.recorder_sink_factory``) when ``recorder.enabled`` is
+true: every lap goes to a :class:`FlightRecorder` (a deferred sink). Same shape as ``billing``: ``_sink``
+(the lap sink), ``_store`` (the durable store), ``_commands`` (the CLI). Reach the
 live recorder of the current process with :func:`get_recorder`; serve it with
 ``get_recorder().serve()`` (needs the ``server`` extra). Only core dependencies are imported here.
 """
 
 from __future__ import annotations
 
-import threading
-from typing import TYPE_CHECKING, Any
-
-from opentelemetry.metrics import MeterProvider
-
-from .._config import ChronographConfig, RecorderConfig
-from .._lap import Lap
-from .._setup import register_sink_factory
 from ._record import FlightRecord, decode_lap, encode_lap
 from ._render import folded_stacks, render_text, to_chrome_trace, to_json
+from ._sink import FlightRecorder, get_recorder, open_store, recorder_sink_factory
 from ._store import FlightStore, History
-
-if TYPE_CHECKING:
-    from ._server import EmbeddedServer
 
 __all__ = [
     "FlightRecord",
@@ -33,88 +24,8 @@ __all__ = [
     "folded_stacks",
     "get_recorder",
     "open_store",
+    "recorder_sink_factory",
     "render_text",
     "to_chrome_trace",
     "to_json",
 ]
-
-_current: FlightRecorder | None = None
-_current_lock = threading.Lock()
-
-
-def open_store(config: RecorderConfig, **kwargs: Any) -> FlightStore:
-    """A store as the recorder configuration describes it (SQLite at ``path`` when ``persistent``)."""
-    return FlightStore(
-        config.path if config.persistent else None,
-        max_records=config.max_records,
-        retention_hours=config.retention_hours,
-        anomaly_factor=config.anomaly_factor,
-        **kwargs,
-    )
-
-
-class FlightRecorder:
-    """The lap sink of the flight recorder (deferred: it runs on the chronograph's sink thread).
-
-    ``recorder(lap)`` records; ``flush``/``shutdown`` are called by the processor's
-    ``force_flush``/``shutdown``. ``store`` is the live :class:`FlightStore`.
-    """
-
-    def __init__(self, config: RecorderConfig | None = None, store: FlightStore | None = None) -> None:
-        self.config = config if config is not None else RecorderConfig.model_validate({})
-        self.store = store if store is not None else open_store(self.config)
-        self._server: EmbeddedServer | None = None
-        if self.store.persistent:
-            self.store.start_cleanup()
-
-    def __call__(self, lap: Lap) -> None:
-        self.store.add(lap)
-
-    def flush(self, timeout_s: float = 30.0) -> bool:
-        return self.store.flush(timeout_s)
-
-    def shutdown(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
-        self.store.flush()
-
-    def get(self, ident: str) -> FlightRecord | None:
-        return self.store.get(ident)
-
-    def recent(self, n: int = 10, command: str | None = None, status: str | None = None
-               ) -> list[FlightRecord]:
-        return self.store.recent(n, command, status)
-
-    def serve(self, host: str = "127.0.0.1", port: int = 8765, token: str | None = None
-              ) -> EmbeddedServer:
-        """Serve this recorder's HTTP API from a daemon thread of this process (``server`` extra).
-
-        The bearer token is ``token`` or else ``$CHRONOGRAPH_API_TOKEN``, as for ``chronograph serve``:
-        flight records carry customer ids and must not be open just because the API is embedded."""
-        import os
-
-        from ._server import TOKEN_ENV, serve_in_thread
-
-        token = token or os.environ.get(TOKEN_ENV) or None
-        self._server = serve_in_thread(self.store, host=host, port=port, token=token)
-        return self._server
-
-
-def get_recorder() -> FlightRecorder | None:
-    """The flight recorder most recently set up by ``install()`` in this process, if any."""
-    return _current
-
-
-def recorder_sink_factory(config: ChronographConfig, _meter_provider: MeterProvider | None
-             ) -> tuple[FlightRecorder, bool] | None:
-    global _current
-    if not config.recorder.enabled:
-        return None
-    recorder = FlightRecorder(config.recorder)
-    with _current_lock:
-        _current = recorder
-    return recorder, True
-
-
-register_sink_factory(recorder_sink_factory)
