@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import random
+import subprocess
+import sys
 import tracemalloc
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,6 +42,7 @@ from otel_chronograph import _aggregate
 from otel_chronograph._lap import Lap, Status
 from otel_chronograph._metrics import METER_NAME, LapMetrics
 from otel_chronograph._version import __version__
+from tests.otlp_receiver import OTLPReceiver
 
 CUMULATIVE, DELTA = AggregationTemporality.CUMULATIVE, AggregationTemporality.DELTA
 OURS = ("chronograph.lap.duration", "chronograph.sector.duration", "chronograph.cost")
@@ -370,3 +376,89 @@ def test_fifty_thousand_distinct_commands_stay_bounded(views: tuple[View, ...]) 
     growth = sizes[-1] - sizes[1]  # from the second tenth (past the limit) to the end
     assert growth < 512 * 1024, f"memory grew {growth / 2**20:.1f} MiB past the cardinality limit"
     mp.shutdown()
+
+
+# -- under opentelemetry-instrument, exported over OTLP/HTTP ------------------------------------------
+
+
+APP = Path(__file__).with_name("metrics_app.py")
+BIN = Path(sys.executable).parent
+
+
+@pytest.mark.parametrize("temporality", ["cumulative", "delta"])
+def test_points_arrive_over_otlp_under_auto_instrumentation(tmp_path: Path, temporality: str) -> None:
+    laps = 60
+    cfg = tmp_path / "chronograph.yaml"
+    cfg.write_text("chronograph:\n  display: {split_times: false}\n  recorder: {enabled: false}\n"
+                   "  billing: {enabled: false, rates: {'faf score': '0.001'}}\n")
+    with OTLPReceiver() as rx:
+        env = {**os.environ, "OTEL_PYTHON_DISTRO": "chronograph", "OTEL_PYTHON_CONFIGURATOR": "chronograph",
+               "CHRONOGRAPH_CONFIG": str(cfg), "OTEL_SERVICE_NAME": "metrics-app",
+               "OTEL_EXPORTER_OTLP_ENDPOINT": rx.endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+               "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": temporality,
+               "OTEL_METRIC_EXPORT_INTERVAL": "200", "OTEL_LOGS_EXPORTER": "none",
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(APP.parents[2] / "src"),
+                                                           os.environ.get("PYTHONPATH")]))}
+        done = subprocess.run(
+            [str(BIN / "opentelemetry-instrument"), "--traces_exporter", "otlp", "--metrics_exporter", "otlp",
+             sys.executable, str(APP), str(laps)],
+            env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        # One LapMetrics, aggregating in the process (not the per-point fallback).
+        assert done.stdout.splitlines() == ["aggregated True"], done.stdout + done.stderr
+        # run() returned: the exit-time export has arrived (the exporter waits for the reply).
+    want_temporality = f"AGGREGATION_TEMPORALITY_{temporality.upper()}"
+
+    def totals(name: str, description: str) -> dict[tuple[str, ...], int]:
+        counts: dict[tuple[str, ...], list[int]] = {}
+        for metric in rx.metric(name):
+            assert metric["unit"] == "ms" and metric["description"] == description
+            assert metric["scope"]["name"] == METER_NAME and metric["scope"]["version"] == __version__
+            assert metric["histogram"]["aggregationTemporality"] == want_temporality
+            for p in metric["histogram"]["dataPoints"]:
+                assert sum(int(c) for c in p["bucketCounts"]) == int(p["count"])
+                assert p["explicitBounds"] == list(DEFAULT_BOUNDS)
+                key = tuple(a["value"]["stringValue"] for a in p["attributes"]
+                            if a["key"] in ("chronograph.command", "chronograph.sector"))
+                counts.setdefault(key, []).append(int(p["count"]))
+        # Cumulative: the last export holds every lap; delta: the exports add up to every lap.
+        return {k: (max(v) if temporality == "cumulative" else sum(v)) for k, v in counts.items()}
+
+    assert totals("chronograph.lap.duration", "Lap time: root span duration") == {
+        ("faf score",): 40, ("faf load",): 20}
+    assert totals("chronograph.sector.duration", "Time per sector (union of its spans)") == {
+        ("faf score", "init"): 40, ("faf score", "load"): 40,
+        ("faf load", "init"): 20, ("faf load", "load"): 20}
+
+
+def test_prometheus_reader_scrapes_what_the_sdk_would_expose() -> None:
+    """A pull reader (Prometheus text format) through the same hook: the exposition of our three
+    instruments is line for line the one the SDK gives for the same laps."""
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    rng = random.Random(7)
+    texts = []
+    for aggregated in (True, False):
+        registry = CollectorRegistry()
+        prom = PrometheusMetricReader(registry=registry)
+        record: Any
+        if aggregated:
+            sink = LapMetrics(MeterProvider(metric_readers=[prom], shutdown_on_exit=False))
+            assert sink.aggregated
+            record = sink
+        else:
+            record = Reference([prom])
+        rng.seed(7)
+        for _ in range(300):
+            record(make_lap(rng.choice(["faf score", "faf load"]), rng.choice(["GREEN", "RED"]),
+                            rng.choice(["pro", "free"]), lap_ms=rng.choice([0.0, 5.0, rng.uniform(0, 12000)]),
+                            sectors={s: rng.uniform(0, 800) for s in rng.sample(["a", "b", "c"], 2)},
+                            cost=Decimal(rng.choice(["0", "0.25", "0.5", "2"]))))  # exact in binary
+        ours_prefixes = ("chronograph_lap", "chronograph_sector", "chronograph_cost")
+        texts.append(sorted(line for line in generate_latest(registry).decode().splitlines()
+                            if line.startswith(ours_prefixes)))
+        prom.shutdown()
+    ours, ref = texts
+    assert any(line.startswith("chronograph_lap_duration_milliseconds_bucket") for line in ours)
+    assert ours == ref
