@@ -11,7 +11,9 @@ top.
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from collections.abc import Callable, Hashable, Sequence
 from math import inf
 from typing import Any, Generic, Protocol, TypeVar
@@ -65,6 +67,12 @@ class CappedSets(Generic[V]):
         return overflow
 
 
+def _relock(ref: weakref.ref[LapStreams[Any, Any]]) -> None:
+    streams = ref()
+    if streams is not None:
+        streams.lock = threading.Lock()
+
+
 class Entry(Protocol):
     def add(self, value: Any, /) -> None: ...
 
@@ -89,6 +97,9 @@ class LapStreams(Generic[H, C]):
         self.costs: CappedSets[C] = CappedSets(COST_KEYS, limit, cost)
         self.lock = threading.Lock()
         self.reported = False  # the overflow counter is registered once per provider
+        if hasattr(os, "register_at_fork"):  # a fork mid-record must not leave the child's lock held
+            ref = weakref.ref(self)
+            os.register_at_fork(after_in_child=lambda: _relock(ref))
 
     def overflowed(self) -> list[tuple[str, int]]:
         return [("chronograph.lap.duration", self.laps.overflowed),

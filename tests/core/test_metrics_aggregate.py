@@ -11,8 +11,10 @@ import logging
 import math
 import os
 import random
+import signal
 import subprocess
 import sys
+import time
 import tracemalloc
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
@@ -462,3 +464,33 @@ def test_prometheus_reader_scrapes_what_the_sdk_would_expose() -> None:
     ours, ref = texts
     assert any(line.startswith("chronograph_lap_duration_milliseconds_bucket") for line in ours)
     assert ours == ref
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX-only")
+def test_fork_while_a_lap_is_being_recorded_leaves_the_child_working() -> None:
+    """gunicorn --preload forks a process whose deferred worker may be inside ``record``: the child
+    gets a fresh lock (else its first collection, and its exit-time shutdown, would hang)."""
+    ours = InMemoryMetricReader()
+    mp = MeterProvider(metric_readers=[ours], shutdown_on_exit=False)
+    sink = LapMetrics(mp)
+    sink(make_lap("parent"))
+    with sink.streams.lock:  # as if another thread were mid-record at fork time
+        pid = os.fork()
+        if pid == 0:  # child: record and collect, killed by SIGALRM if the lock were still held
+            code = 1
+            try:
+                signal.alarm(20)
+                sink(make_lap("child"))
+                points = exported(ours.get_metrics_data())["chronograph.lap.duration"]["points"]
+                counts = {dict(p.attributes)["chronograph.command"]: p.count for p in points.values()}
+                code = 0 if counts == {"parent": 1, "child": 1} else 3
+            finally:
+                os._exit(code)
+    deadline = time.monotonic() + 30
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        assert time.monotonic() < deadline, "child did not finish"
+        time.sleep(0.01)
+    assert os.waitstatus_to_exitcode(status) == 0
