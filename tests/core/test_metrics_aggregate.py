@@ -273,6 +273,21 @@ def test_reader_added_later_gets_the_points_recorded_after_it_joined() -> None:
     assert point.count == 4
 
 
+def test_late_reader_with_other_histogram_aggregation_gets_no_lap_metrics_and_a_warning(
+        caplog: pytest.LogCaptureFixture) -> None:
+    first = InMemoryMetricReader()
+    mp = MeterProvider(metric_readers=[first], shutdown_on_exit=False)
+    sink = LapMetrics(mp)
+    late = InMemoryMetricReader(preferred_aggregation={Histogram: ExponentialBucketHistogramAggregation()})
+    mp.add_metric_reader(late)
+    sink(make_lap("c"))
+    with caplog.at_level(logging.WARNING, logger="otel_chronograph"):
+        assert "chronograph.lap.duration" not in exported(late.get_metrics_data())
+    assert "explicit buckets" in caplog.text
+    (point,) = exported(first.get_metrics_data())["chronograph.lap.duration"]["points"].values()
+    assert point.count == 1
+
+
 def test_one_scope_with_the_health_counters_and_one_aggregation_per_provider() -> None:
     ours = InMemoryMetricReader()
     mp = MeterProvider(metric_readers=[ours], shutdown_on_exit=False)
