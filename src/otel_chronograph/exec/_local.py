@@ -80,6 +80,9 @@ def run_here(session: Session, lap_span: Span, argv: Sequence[str], forwarder: S
     lap_span.set_attribute("process.pid", pid)
     with session.sector("run"):
         status = forwarder.wait(pid)
+    for at, signo, sent in forwarder.received:  # milestones of the lap: who was told what, when
+        lap_span.add_event("exec.signal", {"signal": signal.Signals(signo).name, "forwarded": sent},
+                           timestamp=at)
     code = exit_code(status)
     with session.sector("output"):
         session.wait_for_children()

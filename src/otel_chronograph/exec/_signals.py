@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import threading
+import time
 from types import FrameType
 
 __all__ = ["FORWARDED", "SignalForwarder", "exit_code"]
@@ -34,7 +35,7 @@ class SignalForwarder:
     def __init__(self) -> None:
         main = threading.current_thread() is threading.main_thread()
         self.blocking = main and hasattr(signal, "sigtimedwait")
-        self.forwarded: list[int] = []
+        self.received: list[tuple[int, int, bool]] = []  # (time ns, signal, forwarded)
         watched: set[signal.Signals] = {*FORWARDED, signal.SIGCHLD}
         if self.blocking:
             self.child_mask: set[int] = {int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, watched)}
@@ -49,17 +50,17 @@ class SignalForwarder:
         while True:
             info = signal.sigtimedwait(self._watched, _POLL_S)
             if info is not None and info.si_signo != signal.SIGCHLD:
-                if info.si_code != _SI_KERNEL:
-                    self._forward(pid, info.si_signo)
+                self._forward(pid, info.si_signo, info.si_code != _SI_KERNEL)
                 continue
             done, status = os.waitpid(pid, os.WNOHANG)
             if done == pid:
                 return status
 
-    def _forward(self, pid: int, signo: int) -> None:
-        self.forwarded.append(signo)
-        with contextlib.suppress(ProcessLookupError):  # exited meanwhile: its SIGCHLD is pending
-            os.kill(pid, signo)
+    def _forward(self, pid: int, signo: int, send: bool = True) -> None:
+        self.received.append((time.time_ns(), signo, send))
+        if send:
+            with contextlib.suppress(ProcessLookupError):  # exited meanwhile: its SIGCHLD is pending
+                os.kill(pid, signo)
 
     def _wait_with_handlers(self, pid: int) -> int:
         def handler(signo: int, frame: FrameType | None) -> None:
