@@ -15,8 +15,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
 from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -211,6 +213,10 @@ def create_app(service: ExecService) -> Starlette:
     return Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: server_error})
 
 
+def _stopped(signo: int, frame: FrameType | None) -> None:
+    """uvicorn re-raises the signal that stopped it; by then the server has stopped: nothing to do."""
+
+
 def listen(host: str, port: int) -> socket.socket:
     """The listening socket, bound before uvicorn starts so the real port (``--port 0``) can be told."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -241,7 +247,14 @@ def run_server(config: ChronographConfig, host: str = "127.0.0.1", port: int = 8
                      f"command(s), {len(keys)} key(s))")
         server = uvicorn.Server(uvicorn.Config(create_app(service), log_level=log_level, access_log=False,
                                                lifespan="off"))
-        server.run(sockets=[sock])
+        # uvicorn stops gracefully on SIGINT/SIGTERM, then re-raises the signal with the handler it found:
+        # with the default one the process would die before the laps are flushed below. This one returns.
+        previous = {s: signal.signal(s, _stopped) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            server.run(sockets=[sock])
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
     finally:
         sock.close()
         session.close()
