@@ -11,7 +11,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .._config import ExecTier
 
@@ -29,7 +29,6 @@ class _Key:
     tokens: float
     updated: float
     running: int = 0
-    refused: dict[str, int] = field(default_factory=dict)
 
 
 class Limits:

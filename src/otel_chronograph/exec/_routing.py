@@ -16,7 +16,6 @@ never re-run.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import statistics
@@ -26,7 +25,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from opentelemetry import propagate
@@ -34,6 +33,9 @@ from opentelemetry.trace import Span
 
 from .._config import ExecConfig, ExecEndpoint
 from ._local import finish
+
+if TYPE_CHECKING:  # imported when a remote endpoint is used (ssl alone costs ~10 ms of start-up)
+    import http.client
 
 __all__ = ["LOCAL", "STARTED_HEADER", "NotStarted", "RemoteFailed", "Route", "Router", "probe_latency",
            "run_remote"]
@@ -63,6 +65,8 @@ LOCAL = Route("local")
 
 
 def _connection(url: str, timeout_s: float) -> tuple[http.client.HTTPConnection, str]:
+    import http.client
+
     parts = urlsplit(url)
     cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     return cls(parts.hostname or "", parts.port, timeout=timeout_s), parts.path.rstrip("/")
@@ -70,6 +74,8 @@ def _connection(url: str, timeout_s: float) -> tuple[http.client.HTTPConnection,
 
 def probe_latency(url: str, timeout_s: float) -> float | None:
     """Median seconds of ``GET /healthz`` answered 200 (after connecting), or None when not healthy."""
+    import http.client
+
     conn, prefix = _connection(url, timeout_s)
     times: list[float] = []
     try:
@@ -204,6 +210,7 @@ def _refusal(answer: http.client.HTTPResponse, body: bytes) -> str:
 def run_remote(session: Any, lap_span: Span, route: Route, command: str, args: list[str]) -> int:
     """The ``spawn``, ``run`` and ``output`` sectors of running a named command on ``route``'s endpoint.
     Raises :class:`NotStarted` (safe to run elsewhere) or :class:`RemoteFailed` (never re-run)."""
+    import http.client
     import sys
 
     endpoint = route.endpoint

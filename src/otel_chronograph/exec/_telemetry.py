@@ -28,14 +28,16 @@ _ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
 
 
 def _exporter_names(signal: str, environ: Mapping[str, str]) -> list[str]:
+    variable = f"OTEL_{signal.upper()}_EXPORTER"
+    named = environ.get(variable, "").strip().lower() not in ("", "none")
+    endpoint_set = signal == "traces" and variable not in environ and any(environ.get(v) for v in _ENDPOINTS)
+    if not named and not endpoint_set:
+        return []  # the common case costs no import of the SDK's configuration module (~70 ms)
     from opentelemetry.sdk._configuration import _get_exporter_entry_point, _get_exporter_names
 
-    names: list[str] = list(_get_exporter_names(signal))  # type: ignore[arg-type]
-    variable = f"OTEL_{signal.upper()}_EXPORTER"
-    endpoint_set = any(environ.get(v) for v in _ENDPOINTS)
-    if not names and variable not in environ and signal == "traces" and endpoint_set:
-        names = [_get_exporter_entry_point("otlp", "traces")]
-    return names
+    if named:
+        return list(_get_exporter_names(signal))  # type: ignore[arg-type]
+    return [_get_exporter_entry_point("otlp", "traces")]
 
 
 def exporting_processors(environ: Mapping[str, str] | None = None) -> list[SpanProcessor]:
