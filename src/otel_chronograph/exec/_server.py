@@ -50,9 +50,16 @@ MAX_COMMAND_NAME = 256
 MAX_ARGS = 256
 
 
+class _AsciiJSON(JSONResponse):
+    """Errors may quote what the client sent (a lone surrogate cannot be encoded as UTF-8): escaped."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
 def _error(status: int, message: str, started: bool = False, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, "status": status, **extra}, status_code=status,
-                        headers={STARTED_HEADER: "true" if started else "false"})
+    return _AsciiJSON({"error": message, "status": status, **extra}, status_code=status,
+                      headers={STARTED_HEADER: "true" if started else "false"})
 
 
 class _Refused(Exception):
@@ -88,7 +95,7 @@ async def _body(request: Request, limit: int) -> tuple[str, list[Any]]:
         raise _Refused(_error(422, 'body must be a JSON object {"command": NAME, "args": [...]}'))
     unknown = sorted(set(doc) - {"command", "args"})
     if unknown:
-        raise _Refused(_error(422, f"unknown field(s): {', '.join(k[:40] for k in unknown[:5])}"))
+        raise _Refused(_error(422, f"unknown field(s): {', '.join(repr(k[:40]) for k in unknown[:5])}"))
     command, args = doc.get("command"), doc.get("args", [])
     if not isinstance(command, str) or not 0 < len(command) <= MAX_COMMAND_NAME:
         raise _Refused(_error(422, f"command must be a name of 1 to {MAX_COMMAND_NAME} characters"))
