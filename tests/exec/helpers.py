@@ -8,14 +8,15 @@ import re
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
+
+from tests.core.helpers import wait_for as wait_until
 
 BIN = Path(sys.executable).parent
 CHRONOGRAPH = str(BIN / "chronograph")
@@ -27,18 +28,6 @@ KEYS = {
 }
 FREE = {"Authorization": "Bearer free-key-000000000000"}
 PRO = {"Authorization": "Bearer pro-key-0000000000000"}
-
-
-def wait_until(predicate: Callable[[], Any], timeout_s: float = 20.0, what: str = "condition") -> Any:
-    """Poll until ``predicate()`` is truthy (returned) or fail at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(0.01)
 
 
 def clean_env(**extra: str) -> dict[str, str]:

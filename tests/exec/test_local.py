@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.otlp_receiver import OTLPReceiver
+from tests.terminal import run_in_pty
 
 from .helpers import BIN, CHRONOGRAPH, HERE, PYTHON, clean_env, last_json, run_exec, write_config
 
@@ -167,11 +168,9 @@ def test_ctrl_c_on_a_terminal_reaches_the_child_once() -> None:
               "info = signal.sigwaitinfo([signal.SIGINT])\n"
               "print('sigint from', 'terminal' if info.si_code == 0x80 else 'kill', flush=True)\n"
               "sys.exit(130)\n")
-    from .pty_helper import interact
-
     with OTLPReceiver() as receiver:
-        code, output = interact([CHRONOGRAPH, "exec", "--command", "ctrl-c", "--", PYTHON, "-c", script],
-                                _exporting(receiver), after=b"ready", send=b"\x03")
+        code, output = run_in_pty([CHRONOGRAPH, "exec", "--command", "ctrl-c", "--", PYTHON, "-c", script],
+                                  _exporting(receiver), answer=(b"ready", b"\x03"))
         assert "sigint from terminal" in output, output
         assert code == 130
         assert _signal_events(receiver, "ctrl-c") == [("SIGINT", False)]

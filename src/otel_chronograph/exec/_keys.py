@@ -13,14 +13,14 @@ import json
 import os
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
-from .._config import ConfigError
+from .._config import ConfigError, _read_text
 
 __all__ = ["KEYS_ENV", "MIN_KEY_LENGTH", "Identity", "KeyRing"]
 
 KEYS_ENV = "CHRONOGRAPH_EXEC_KEYS"
 MIN_KEY_LENGTH = 16
-_MAX_FILE = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -57,12 +57,9 @@ class KeyRing:
         """Read and check the keys file. Raises :class:`ConfigError` naming the entry by its customer."""
         where = f"{KEYS_ENV} ({path})"
         try:
-            with open(path, "rb") as f:
-                raw = f.read(_MAX_FILE + 1)
-        except OSError as exc:
-            raise ConfigError(f"{where}: cannot read the keys file: {exc.strerror or exc}") from None
-        if len(raw) > _MAX_FILE:
-            raise ConfigError(f"{where}: keys file larger than {_MAX_FILE // (1024 * 1024)} MiB")
+            raw = _read_text(Path(path))  # bounded, UTF-8, one-line errors: as a configuration file
+        except ConfigError as exc:
+            raise ConfigError(f"{KEYS_ENV}: {exc}") from None
         try:
             doc = json.loads(raw)
         except ValueError as exc:

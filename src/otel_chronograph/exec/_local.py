@@ -21,7 +21,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from ._carriers import child_environment
 from ._session import Session
-from ._signals import SignalForwarder, exit_code
+from ._signals import SignalForwarder, exit_code, signal_name
 
 __all__ = ["SpawnError", "finish", "run_here", "spawn"]
 
@@ -57,7 +57,7 @@ def finish(span: Span, code: int, signalled: int | None = None) -> None:
     """The lap span's outcome: ``process.exit.code``, and status ERROR for a failure (a RED lap)."""
     span.set_attribute("process.exit.code", code)
     if signalled is not None:
-        span.set_status(Status(StatusCode.ERROR, f"killed by {signal.Signals(signalled).name}"))
+        span.set_status(Status(StatusCode.ERROR, f"killed by {signal_name(signalled)}"))
     elif code != 0:
         span.set_status(Status(StatusCode.ERROR, f"exited with status {code}"))
 
@@ -81,7 +81,7 @@ def run_here(session: Session, lap_span: Span, argv: Sequence[str], forwarder: S
     with session.sector("run"):
         status = forwarder.wait(pid)
     for at, signo, sent in forwarder.received:  # milestones of the lap: who was told what, when
-        lap_span.add_event("exec.signal", {"signal": signal.Signals(signo).name, "forwarded": sent},
+        lap_span.add_event("exec.signal", {"signal": signal_name(signo), "forwarded": sent},
                            timestamp=at)
     code = exit_code(status)
     with session.sector("output"):

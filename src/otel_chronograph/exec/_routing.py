@@ -33,6 +33,7 @@ from opentelemetry.trace import Span
 
 from .._config import ExecConfig, ExecEndpoint
 from ._local import finish
+from ._signals import signal_number
 
 if TYPE_CHECKING:  # imported when a remote endpoint is used (ssl alone costs ~10 ms of start-up)
     import http.client
@@ -190,13 +191,8 @@ def _exit_code(data: Mapping[str, Any]) -> int:
     code = data.get("exit_code")
     if isinstance(code, int) and not isinstance(code, bool):
         return code
-    import signal
-
-    name = data.get("signal")
-    try:
-        return 128 + signal.Signals[str(name)].value
-    except KeyError:
-        return 128
+    signo = signal_number(str(data.get("signal")))
+    return 128 + (signo or 0)
 
 
 def _refusal(answer: http.client.HTTPResponse, body: bytes) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 
 from ._output import CappedOutput
 from ._reap import MARKER, new_marker, signal_run
+from ._signals import signal_name
 
 __all__ = ["Run"]
 
@@ -98,7 +99,7 @@ class Run:
         signo = self.signal_number
         return {
             "exit_code": self.exit_code,
-            "signal": signal.Signals(signo).name if signo is not None else None,
+            "signal": signal_name(signo) if signo is not None else None,
             "timed_out": self.timed_out,
             "stdout": self.stdout.text(),
             "stderr": self.stderr.text(),

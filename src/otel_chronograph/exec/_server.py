@@ -40,6 +40,7 @@ from ._openapi import openapi_document
 from ._routing import STARTED_HEADER
 from ._runner import Run
 from ._session import Session
+from ._signals import signal_name
 from ._template import ArgumentError, fill
 
 __all__ = ["create_app", "run_server"]
@@ -111,7 +112,7 @@ def _outcome(run: Run) -> tuple[int, str | None]:
     if run.timed_out:
         return code if code is not None else 128, f"timed out after {run.timeout_s:g}s"
     if signo is not None:
-        return 128 + signo, f"killed by signal {signo}"
+        return 128 + signo, f"killed by {signal_name(signo)}"
     assert code is not None
     return code, (f"exited with status {code}" if code else None)
 
