@@ -56,8 +56,11 @@ def exec_command(command: str | None, tier: str | None, customer: str | None, as
 @click.option("--port", default=8780, type=click.IntRange(0, 65535), show_default=True)
 def exec_server(config_path: str, host: str, port: int) -> None:
     """Serve allowlisted named commands over HTTP (keys: the file named by $CHRONOGRAPH_EXEC_KEYS)."""
-    from ._server import run_server
-
+    try:
+        from ._server import run_server
+    except ImportError as exc:
+        raise click.ClickException(f"exec-server needs the server extra ({exc}): "
+                                   "pip install 'otel-chronograph[server]'") from None
     config = _config(config_path)
     try:
         run_server(config, host, port, announce=lambda line: click.echo(line, err=True))
