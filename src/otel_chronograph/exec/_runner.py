@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._output import CappedOutput
-from ._reap import MARKER, new_marker, signal_run
+from ._reap import MARKER, living, new_marker, signal_run
 from ._signals import signal_name
 
 __all__ = ["Run"]
@@ -29,6 +30,41 @@ async def _pump(stream: asyncio.StreamReader | None, out: CappedOutput) -> None:
         return
     while chunk := await stream.read(_CHUNK):
         out.feed(chunk)
+
+
+async def _until_dead(pids: list[int], timeout_s: float) -> None:
+    """The answer says the run is over: wait (bounded) until the killed processes have really died."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while living(pids) and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.002)  # no notification for a non-child's death: a short bounded poll
+
+
+def _exit_of(proc: asyncio.subprocess.Process) -> asyncio.Future[None]:
+    """Done when the process itself has exited. ``proc.wait()`` also waits for its pipes to close, which a
+    background grandchild holding them keeps open until the timeout; a pidfd (Linux 5.3+) says at once."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def fire() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except ProcessLookupError:  # exited and reaped already
+        fire()
+        return done
+    except (AttributeError, OSError):  # no pidfd here: the pipes' end it is
+        asyncio.ensure_future(proc.wait()).add_done_callback(lambda _: fire())
+        return done
+    loop.add_reader(fd, fire)
+
+    def close(_: object) -> None:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+    done.add_done_callback(close)
+    return done
 
 
 class Run:
@@ -68,18 +104,24 @@ class Run:
             return
         readers = [asyncio.ensure_future(_pump(proc.stdout, self.stdout)),
                    asyncio.ensure_future(_pump(proc.stderr, self.stderr))]
+        exited = _exit_of(proc)
         try:
             try:
-                await asyncio.wait_for(proc.wait(), self.timeout_s)
+                await asyncio.wait_for(asyncio.shield(exited), self.timeout_s)
             except asyncio.TimeoutError:
                 self.timed_out = True
                 signal_run(proc.pid, self.marker, signal.SIGTERM)
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(proc.wait(), self.grace_s)
+                    await asyncio.wait_for(asyncio.shield(exited), self.grace_s)
         finally:
-            # Always, also when the request is cancelled: the group and any escaped descendant.
-            self.escaped = signal_run(proc.pid, self.marker, signal.SIGKILL)
-            self.returncode = await proc.wait()
+            # Always, also when the request is cancelled: the group and any escaped descendant. Only then
+            # do the pipes close (a background grandchild holds them open).
+            exited.cancel()
+            doomed, self.escaped = signal_run(proc.pid, self.marker, signal.SIGKILL)
+            await _until_dead(doomed, _DRAIN_S)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(proc.wait(), _DRAIN_S)
+            self.returncode = proc.returncode
             _, pending = await asyncio.wait(readers, timeout=_DRAIN_S)
             for task in pending:
                 task.cancel()
