@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from tests.mounts import tmpfs
 
 from otel_chronograph import Lap, load_config
 from otel_chronograph._pipeline import log_once
@@ -22,13 +23,8 @@ from otel_chronograph.billing import BillingSink
 
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
-    target = tmp_path / "small"
-    target.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(target)], check=True)
-    try:
+    with tmpfs(tmp_path / "small", "size=3m") as target:
         yield target
-    finally:
-        subprocess.run(["umount", "-l", str(target)], check=True)
 
 
 def lap(i: int) -> Lap:
