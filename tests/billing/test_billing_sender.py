@@ -11,6 +11,7 @@ import pytest
 import stripe
 from billing_support import API_KEY
 from fake_stripe import STREAM, V1, FakeStripe
+from tests.core.helpers import wait_for
 
 from otel_chronograph._config import MeterConfig
 from otel_chronograph.billing import Outbox, Sender, StripeTransport, UsageRecord
@@ -246,3 +247,32 @@ def test_classify_maps_sdk_errors() -> None:
     assert classify(stripe.APIError("boom", http_status=500)).kind == "retry"
     assert classify(stripe.APIConnectionError("reset")).kind == "retry"
     assert classify(stripe.AuthenticationError("bad key", http_status=401)).kind == "retry"
+
+
+def test_a_pool_that_refuses_work_still_delivers(fake: FakeStripe, tmp_path: Path) -> None:
+    """At interpreter exit concurrent.futures refuses new work before the final drain runs."""
+    m = meter(fake, tmp_path)
+    box = Outbox(m.outbox)
+    ids = add(box, 4, customer="cus_1") + add(box, 3, customer="cus_2", prefix="req_b")
+    sender = make_sender(box, m)
+    sender._pool.shutdown()
+    assert sender.drain(10)
+    assert fake.accepted_ids() == set(ids)
+    sender.shutdown(1)
+
+
+def test_start_sends_leftovers_at_once_and_lets_fresh_rows_wait_for_a_batch(fake: FakeStripe,
+                                                                            tmp_path: Path) -> None:
+    m = meter(fake, tmp_path, batch_size=100, flush_interval_s=3600)
+    box = Outbox(m.outbox)
+    old = add(box, 3, prefix="old_")
+    last = now_ms()
+    while now_ms() <= last:  # the sender is born in a later millisecond than the leftovers
+        pass
+    sender = make_sender(box, m)
+    fresh = add(box, 2, prefix="new_")
+    sender.start()
+    wait_for(lambda: box.identifiers("delivered") == set(old), 10, "the leftovers delivered")
+    assert sender.shutdown(0) is False  # no time to drain: the fresh rows were never sent
+    assert box.identifiers("pending") == set(fresh)
+    assert fake.accepted_ids() == set(old)

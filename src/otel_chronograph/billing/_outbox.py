@@ -188,16 +188,20 @@ class Outbox:
     # -- the sender --------------------------------------------------------------------------------
 
     def claim(self, owner: str, limit: int, lease_s: float, now: int | None = None,
-              retries_only: bool = False) -> list[OutboxRow]:
+              retries_only: bool = False, created_before: int | None = None) -> list[OutboxRow]:
         """Lease up to ``limit`` due pending rows to ``owner`` (oldest first)."""
         t = now_ms() if now is None else now
         conn = self._conn()
         extra = " AND attempts>0" if retries_only else ""
+        args: tuple[int, ...] = (t, t)
+        if created_before is not None:
+            extra += " AND created_ms<?"
+            args += (created_before,)
         with self._write(conn):
             rows = conn.execute(
                 "SELECT identifier, event_name, customer, value, ts_ms, attempts FROM usage"
                 " WHERE state='pending' AND next_attempt_ms<=? AND lease_until_ms<=?" + extra +
-                " ORDER BY next_attempt_ms, created_ms LIMIT ?", (t, t, limit)).fetchall()
+                " ORDER BY next_attempt_ms, created_ms LIMIT ?", (*args, limit)).fetchall()
             if rows:
                 until = t + int(lease_s * 1000)
                 conn.executemany("UPDATE usage SET lease_owner=?, lease_until_ms=? WHERE identifier=?",

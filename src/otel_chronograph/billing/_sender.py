@@ -26,13 +26,16 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import stripe
 
 from .._config import MeterConfig
 from .._worker import Worker
 from ._outbox import Outbox, OutboxRow, now_ms
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 __all__ = ["MAX_AGE_MS", "Outcome", "Sender", "StripeTransport", "Transport", "classify"]
 
@@ -212,7 +215,9 @@ class Sender:
         self._on_error = on_error
         self._last_purge = 0.0
         self._last_full = time.monotonic()
-        self._drain_now = True  # leftovers from an earlier run go out at once
+        self._drain_now = False
+        self._born_ms = now_ms()
+        self._leftovers = True  # rows an earlier run left go out at once; fresh ones wait for a batch
         self._worker = Worker("chronograph-billing-sender", self._step, meter.flush_interval_s,
                               after_fork=self._after_fork)
 
@@ -228,7 +233,8 @@ class Sender:
         self._round_lock = threading.Lock()
         self._pause = threading.Event()
         self._fresh = 0
-        self._drain_now = True
+        self._born_ms = now_ms()
+        self._leftovers = True
 
     # -- public --------------------------------------------------------------------------------------
 
@@ -302,20 +308,23 @@ class Sender:
         """One turn of the delivery loop; returns the seconds until the next one is needed."""
         interval = self.meter.flush_interval_s
         try:
-            if self._drain_now or self._fresh >= self.meter.batch_size or \
-                    time.monotonic() - self._last_full >= interval:
+            if self._leftovers:
+                self._leftovers = self.round(created_before=self._born_ms) >= self._claim_limit()
+            batch_due = self._drain_now or self._fresh >= self.meter.batch_size or \
+                time.monotonic() - self._last_full >= interval
+            if batch_due and not self._leftovers:
                 self._fresh = 0
                 self._last_full = time.monotonic()
                 claimed = self.round()
                 self._drain_now = claimed >= self._claim_limit()
-            else:
+            elif not self._leftovers:
                 self.round(retries_only=True)
             self._maybe_purge()
         except Exception as exc:  # the database is busy or gone: keep the loop alive
             self._note_error(f"outbox: {type(exc).__name__}: {exc}")
             self._drain_now = False
             return 1.0
-        if self._drain_now:
+        if self._drain_now or self._leftovers:
             return 0.0
         wait = max(interval - (time.monotonic() - self._last_full), 0.0)
         try:
@@ -331,14 +340,24 @@ class Sender:
             self._last_purge = time.monotonic()
             self.outbox.purge_delivered(self.meter.retention_days)
 
+    def _map(self, fn: Callable[[_T], _R], items: list[_T]) -> list[_R]:
+        """``fn`` over ``items`` on the pool; in the calling thread when the pool cannot take work.
+
+        At interpreter exit ``concurrent.futures`` refuses new work before atexit handlers run, and
+        the final drain runs from one: it must still deliver."""
+        try:
+            return list(self._pool.map(fn, items))
+        except RuntimeError:
+            return [fn(item) for item in items]
+
     def _claim_limit(self) -> int:
         return self.meter.batch_size * self.meter.concurrency
 
-    def round(self, retries_only: bool = False) -> int:
+    def round(self, retries_only: bool = False, created_before: int | None = None) -> int:
         """Claim one lot of due rows and deliver it. Returns how many rows were claimed."""
         with self._round_lock:
             rows = self.outbox.claim(self.owner, self._claim_limit(), self.meter.lease_s,
-                                     retries_only=retries_only)
+                                     retries_only=retries_only, created_before=created_before)
             if not rows:
                 return 0
             self.counters.rounds += 1
@@ -359,14 +378,14 @@ class Sender:
         if self.meter.api == "v2":
             size = min(self.meter.batch_size, 100)
             chunks = [sendable[i:i + size] for i in range(0, len(sendable), size)]
-            for chunk, outs in zip(chunks, self._pool.map(self.transport.send_v2, chunks), strict=True):
+            for chunk, outs in zip(chunks, self._map(self.transport.send_v2, chunks), strict=True):
                 for r, o in zip(chunk, outs, strict=True):
                     results[r.identifier] = o
         else:
             groups: dict[tuple[str | None, str], list[OutboxRow]] = defaultdict(list)
             for r in sendable:
                 groups[(r.customer, r.event_name)].append(r)
-            for part in self._pool.map(self._send_group, groups.values()):
+            for part in self._map(self._send_group, list(groups.values())):
                 results.update(part)
         return results
 
