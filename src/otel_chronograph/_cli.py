@@ -19,6 +19,7 @@ _LAZY: dict[str, str] = {
     "exec": "otel_chronograph.exec._commands:exec_command",
     "exec-server": "otel_chronograph.exec._commands:exec_server",
     "billing": "otel_chronograph.billing._commands:billing",
+    "insights": "otel_chronograph.insights._cli:insights",
     "laps": "otel_chronograph.recorder._commands:laps",
     "show": "otel_chronograph.recorder._commands:show",
     "serve": "otel_chronograph.recorder._commands:serve",
