@@ -1,0 +1,123 @@
+"""Opening the insights store and writing span rows: the one module that talks DDL to DuckDB.
+
+Readers open it read-only so a report can run while nothing else writes; DuckDB allows one writing
+process at a time, and a second writer gets a clear error naming the file instead of a lock traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ..engine import SpanRecord
+from ._schema import DEFAULT_DB, TABLES, operation
+
+if TYPE_CHECKING:
+    import duckdb
+
+SpanRow = tuple[Any, ...]
+
+_SPAN_COLUMNS = ("trace_id", "span_id", "parent_id", "parent_remote", "service", "name", "operation",
+                 "kind", "start_ns", "end_ns", "duration_ms", "error", "status_message", "attributes",
+                 "resource", "events", "label")
+_INSERT_SPANS = (f"INSERT OR IGNORE INTO spans ({', '.join(_SPAN_COLUMNS)}) "
+                 f"VALUES ({', '.join('?' * len(_SPAN_COLUMNS))})")
+
+
+def open_store(path: str = DEFAULT_DB, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """The store at ``path`` (created with its tables unless ``read_only``); ClickException if not."""
+    import duckdb
+
+    try:
+        conn = duckdb.connect(path, read_only=read_only)
+    except (duckdb.IOException, duckdb.InvalidInputException) as exc:
+        what = "read" if read_only else "open for writing"
+        raise click.ClickException(f"{path}: cannot {what} the insights store: {exc}") from None
+    if not read_only:
+        for ddl in TABLES:
+            conn.execute(ddl)
+    return conn
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, Sequence):
+        return [_jsonable(v) for v in value]
+    return str(value)
+
+
+def _dumps(value: Any) -> str:
+    # ensure_ascii: a lone surrogate in a name from untrusted input is stored escaped, never an error
+    return json.dumps(_jsonable(value), ensure_ascii=True, separators=(",", ":"))
+
+
+def _utf8(text: str) -> str:
+    """``text`` storable as UTF-8: a lone surrogate (untrusted input) becomes a visible escape."""
+    return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def span_row(record: SpanRecord, label: str = "prod") -> SpanRow:
+    """One ``spans`` row for a record, in ``_SPAN_COLUMNS`` order."""
+    service = _utf8(str(record.resource.get("service.name") or "unknown_service"))
+    name = _utf8(record.name)
+    message = None if record.status_message is None else _utf8(record.status_message)
+    parent = f"{record.parent_id:016x}" if record.parent_id is not None else None
+    events = [{"name": e.name, "time_ns": e.timestamp, "attributes": e.attributes} for e in record.events]
+    return (f"{record.trace_id:032x}", f"{record.span_id:016x}", parent,
+            bool(record.parent_remote) or parent is None, service, name,
+            operation(service, name), record.kind.name, record.start_time, record.end_time,
+            max(record.end_time - record.start_time, 0) / 1e6, record.error, message,
+            _dumps(record.attributes), _dumps(record.resource), _dumps(events), label)
+
+
+def insert_spans(conn: duckdb.DuckDBPyConnection, rows: Iterable[SpanRow]) -> None:
+    """Insert rows; a (trace_id, span_id) already stored is left as it is (ingest is idempotent)."""
+    batch = list(rows)
+    if batch:
+        conn.executemany(_INSERT_SPANS, batch)
+
+
+def db_option() -> Any:
+    """The ``--db`` option every insights command takes (SPEC.md Part 2)."""
+    return click.option("--db", "db", default=DEFAULT_DB, show_default=True, type=click.Path(dir_okay=False),
+                        help="The insights store (DuckDB file).")
+
+
+def parse_time(text: str) -> int:
+    """ISO 8601 (``2026-11-22T10:00:00Z``, a date alone is midnight UTC) to ns since the epoch."""
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not an ISO 8601 time (e.g. 2026-11-22T10:00:00Z)") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return int(when.timestamp() * 1e9)
+
+
+def window_options(fn: Any) -> Any:
+    """``--since`` / ``--until`` (ISO 8601): every command looks at all data unless they narrow it."""
+    fn = click.option("--until", "until", default=None, help="Only spans starting before (ISO 8601).")(fn)
+    return click.option("--since", "since", default=None,
+                        help="Only spans starting at or after (ISO 8601).")(fn)
+
+
+def window_sql(since: str | None, until: str | None, column: str = "start_ns") -> tuple[str, list[int]]:
+    """A SQL condition (``TRUE`` when open) and its parameters for the ``--since``/``--until`` window."""
+    parts: list[str] = []
+    params: list[int] = []
+    if since:
+        parts.append(f"{column} >= ?")
+        params.append(parse_time(since))
+    if until:
+        parts.append(f"{column} < ?")
+        params.append(parse_time(until))
+    return (" AND ".join(parts) or "TRUE"), params
