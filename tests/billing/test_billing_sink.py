@@ -161,3 +161,18 @@ def test_next_start_drains_leftovers(make_config: Callable[..., dict[str, Any]],
     p2 = chrono.install(TracerProvider(), config=cfg)
     assert fake.wait_for(lambda s: set(ids) <= set(s.accepted), 10)
     p2.shutdown()
+
+
+def test_text_sqlite_cannot_encode_is_committed_escaped(tmp_path: Path) -> None:
+    """A customer or command with a lone surrogate (from hostile OTLP JSON) still gets its usage row,
+    stored escaped (Stripe will dead-letter the odd customer id with its reason), not a sink failure."""
+    from dataclasses import replace
+
+    cfg = load_config({"billing": {"enabled": True, "meter": {"outbox": str(tmp_path / "o.db"),
+                                                               "delivery": "external"}}}, environ={})
+    sink = BillingSink(cfg, environ={})
+    sink(replace(lap(customer="cus_\udc80"), command="faf \ud800"))
+    assert sink.write_failures == 0 and sink.uncommitted == 0
+    assert sink.outbox.state_of("req_00000000000000aa") == ("pending", 0, None)
+    assert sink.outbox.ledger(None, None, "cus_\\udc80")[0][1] == "faf \\ud800"
+    sink.shutdown()

@@ -235,3 +235,18 @@ def test_adding_after_close_is_counted(tmp_path: Path) -> None:
     store.close()
     store.add(synthetic_lap(1))
     assert store.dropped == 1 and store.get(synthetic_lap(1).request_id) is not None  # still readable
+
+
+def test_names_sqlite_cannot_encode_are_stored_escaped(tmp_path: Path) -> None:
+    """A lone surrogate (a span name from hostile OTLP JSON) cannot be encoded as UTF-8: the record is
+    stored with it escaped instead of failing its whole batch."""
+    from dataclasses import replace
+
+    lap = replace(synthetic_lap(1), command="bad \udc80 name", session_id="\ud800")
+    with FlightStore(tmp_path / "s.db") as store:
+        store.add(lap)
+        store.add(synthetic_lap(2))
+        assert store.flush() and store.write_failures == 0
+    with FlightStore(tmp_path / "s.db", read_only=True) as store:
+        assert store.count() == 2
+        assert [r.id for r in store.recent(5, command="bad \udc80 name")] == [lap.request_id]
