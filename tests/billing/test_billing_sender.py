@@ -15,7 +15,7 @@ from fake_stripe import STREAM, V1, FakeStripe
 from otel_chronograph._config import MeterConfig
 from otel_chronograph.billing import Outbox, Sender, StripeTransport, UsageRecord
 from otel_chronograph.billing._outbox import now_ms
-from otel_chronograph.billing._sender import classify
+from otel_chronograph.billing._stripe import classify
 
 
 def meter(fake: FakeStripe, tmp_path: Path, **kw: object) -> MeterConfig:

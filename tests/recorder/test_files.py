@@ -130,3 +130,24 @@ def test_config_option_picks_the_database_and_a_bad_config_is_an_error(tmp_path:
     bad.write_text("chronograph:\n  recorder: {max_records: -1}\n")
     out = cli("laps", "--config", str(bad))
     assert out.returncode == 1 and "chronograph.recorder.max_records" in out.stderr
+
+
+def test_the_recorder_group_takes_config_like_its_commands(tmp_path: Path, db: Path) -> None:
+    """Issue 8 item 7: `recorder` is a command group like `billing`, with `--config` on the group."""
+    from click.testing import CliRunner
+
+    from otel_chronograph.recorder._commands import recorder
+
+    good = tmp_path / "good.yaml"
+    good.write_text(f"chronograph:\n  recorder: {{persistent: true, path: {db}}}\n")
+    out = CliRunner().invoke(recorder, ["--config", str(good), "laps", "--json"])
+    assert out.exit_code == 0 and "req_0000000000000001" in out.output, out.output
+    out = CliRunner().invoke(recorder, ["--config", str(good), "show", "req_0000000000000001"])
+    assert out.exit_code == 0 and "REQUEST TIMELINE" in out.output, out.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("chronograph:\n  recorder: {max_records: -1}\n")
+    for args in (["--config", str(bad), "laps"], ["laps", "--config", str(bad)],
+                 ["--config", str(tmp_path / "missing.yaml"), "laps"]):
+        out = CliRunner().invoke(recorder, args)
+        assert out.exit_code == 1 and "Traceback" not in out.output, (args, out.output)
+        assert "bad.yaml" in out.output or "missing.yaml" in out.output, out.output

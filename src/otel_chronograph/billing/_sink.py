@@ -18,7 +18,7 @@ from .._metrics import observe_counter, observe_gauge
 from .._pipeline import log_once
 from .._worker import Worker
 from ._outbox import DEAD, PENDING, SKIPPED, Outbox, UsageRecord
-from ._sender import Sender, StripeTransport, Transport
+from ._sender import Sender, Transport
 
 __all__ = ["BillingSink", "api_key_from", "usage_record"]
 
@@ -89,6 +89,8 @@ class BillingSink:
         self.sender: Sender | None = None
         key = api_key_from(environ)
         if transport is None and key is not None and meter.delivery == "in_process":
+            from ._stripe import StripeTransport  # this process delivers: now stripe is needed
+
             transport = StripeTransport(key, meter)
         if meter.delivery == "external" and transport is None:
             pass  # `chronograph billing deliver` delivers from this outbox; the app never talks to Stripe
