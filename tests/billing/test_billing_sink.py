@@ -176,3 +176,17 @@ def test_text_sqlite_cannot_encode_is_committed_escaped(tmp_path: Path) -> None:
     assert sink.outbox.state_of("req_00000000000000aa") == ("pending", 0, None)
     assert sink.outbox.ledger(None, None, "cus_\\udc80")[0][1] == "faf \\ud800"
     sink.shutdown()
+
+
+def test_a_row_that_cannot_be_committed_after_shutdown_is_counted_lost(tmp_path: Path) -> None:
+    """After shutdown() nothing retries held rows: one that cannot be committed then is counted in
+    chronograph.outbox.lost and logged, never left in memory silently."""
+    cfg = load_config({"billing": {"enabled": True, "meter": {"outbox": str(tmp_path / "o.db"),
+                                                               "delivery": "external"}}}, environ={})
+    sink = BillingSink(cfg, environ={})
+    sink.shutdown()
+    for f in tmp_path.glob("o.db*"):
+        f.unlink()
+    (tmp_path / "o.db").mkdir()  # now it cannot be opened
+    sink(lap())
+    assert sink.write_failures == 1 and sink.lost == 1 and sink.uncommitted == 0

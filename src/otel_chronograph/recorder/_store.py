@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .._lap import Lap
+from .._pipeline import _Once
 from .._sqlite import ThreadConnections, connect, describe, storable, transaction
 from .._stats import History, compare_to_history
 from .._worker import Worker
@@ -99,7 +100,7 @@ class FlightStore:
         self.write_failures = 0  # failed write transactions (each retried)
         self.dropped = 0  # records never written: beyond max_pending, or added after close()
         self.truncated = 0  # records cut to size (see _record.bounded_lap)
-        self._logged: set[str] = set()
+        self._log_once = _Once()  # each kind of failure logged once per store, with its reason
         self._lock = threading.Lock()  # the LRU, the history, the write queue and the closed flag
         self._laps: OrderedDict[str, Lap] = OrderedDict()
         self._by_trace: dict[str, str] = {}
@@ -179,12 +180,6 @@ class FlightStore:
             return describe(exc)
         return None
 
-    def _log_once(self, key: str, level: int, msg: str, *args: object) -> None:
-        """Each kind of failure is logged once per store, with its reason and no traceback."""
-        if key not in self._logged:
-            self._logged.add(key)
-            _log.log(level, msg, *args)
-
     # -- writing ------------------------------------------------------------------------------
 
     def add(self, lap: Lap) -> None:
@@ -218,12 +213,13 @@ class FlightStore:
 
     def _note_dropped(self) -> None:
         if self._closed:
-            self._log_once("closed", logging.WARNING, "flight recorder: records added after close() are "
-                           "not written to %s (counted in chronograph.recorder.dropped)", self.path)
+            self._log_once("closed", "flight recorder: records added after close() are "
+                           "not written to %s (counted in chronograph.recorder.dropped)", self.path,
+                           traceback=False)
         else:
-            self._log_once("dropped", logging.WARNING, "flight recorder: more than %d records wait for %s; "
+            self._log_once("dropped", "flight recorder: more than %d records wait for %s; "
                            "dropping further ones (counted in chronograph.recorder.dropped)",
-                           self.max_pending, self.path)
+                           self.max_pending, self.path, traceback=False)
 
     def add_many(self, laps: Iterable[Lap]) -> int:
         """Record many laps at once, written to SQLite in one transaction now (bulk loads, imports)."""
@@ -283,10 +279,9 @@ class FlightStore:
             try:
                 self._insert(self._writer_conn(), batch)
             except (sqlite3.Error, OSError) as exc:
-                self._log_once("write", logging.WARNING, "flight recorder: cannot write %d records to %s "
-                               "(%s); keeping up to %d queued and retrying (counted in "
-                               "chronograph.recorder.write_failures)", len(batch), self.path, describe(exc),
-                               self.max_pending)
+                self._log_once("write", "flight recorder: cannot write %d records to %s (%s); keeping up "
+                               "to %d queued and retrying (counted in chronograph.recorder.write_failures)",
+                               len(batch), self.path, describe(exc), self.max_pending, traceback=False)
                 with self._lock:
                     pending.extendleft(reversed(batch))
                     self._in_flight = 0
@@ -350,8 +345,8 @@ class FlightStore:
         try:
             self.purge()
         except (sqlite3.Error, OSError) as exc:
-            self._log_once("purge", logging.WARNING, "flight recorder: retention purge of %s failed (%s); "
-                           "retrying at the next interval", self.path, describe(exc))
+            self._log_once("purge", "flight recorder: retention purge of %s failed (%s); retrying at the "
+                           "next interval", self.path, describe(exc), traceback=False)
 
     def close(self) -> None:
         """Write what is queued, stop the background threads and close the writer connection.
