@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 from click.testing import CliRunner
+from tests.cli_config import assert_bad_config_is_an_error
 
 from otel_chronograph.billing._commands import billing
 
@@ -62,13 +63,8 @@ def test_the_group_takes_config_and_a_bad_one_is_an_error(tmp_path: Path) -> Non
     Outbox(outbox).close()
     res = CliRunner().invoke(billing, ["--config", str(cfg), "status"])
     assert res.exit_code == 0 and str(outbox) in res.output, res.output
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("chronograph: {billing: {enabled: maybe}}\n")
-    for args in (["--config", str(bad), "status"], ["status", "--config", str(bad)],
-                 ["--config", str(tmp_path / "missing.yaml"), "report"]):
-        res = CliRunner().invoke(billing, args)
-        assert res.exit_code == 1 and "Traceback" not in res.output, (args, res.output)
-        assert "bad.yaml" in res.output or "missing.yaml" in res.output, res.output
+    assert_bad_config_is_an_error(billing, ["status"], tmp_path)
+    assert_bad_config_is_an_error(billing, ["report"], tmp_path)
 
 
 def test_read_commands_never_create_an_outbox(tmp_path: Path) -> None:

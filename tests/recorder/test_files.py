@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from otel_chronograph.recorder import FlightStore
+from tests.cli_config import assert_bad_config_is_an_error
 
 from .helpers import synthetic_lap
 
@@ -144,10 +145,5 @@ def test_the_recorder_group_takes_config_like_its_commands(tmp_path: Path, db: P
     assert out.exit_code == 0 and "req_0000000000000001" in out.output, out.output
     out = CliRunner().invoke(recorder, ["--config", str(good), "show", "req_0000000000000001"])
     assert out.exit_code == 0 and "REQUEST TIMELINE" in out.output, out.output
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("chronograph:\n  recorder: {max_records: -1}\n")
-    for args in (["--config", str(bad), "laps"], ["laps", "--config", str(bad)],
-                 ["--config", str(tmp_path / "missing.yaml"), "laps"]):
-        out = CliRunner().invoke(recorder, args)
-        assert out.exit_code == 1 and "Traceback" not in out.output, (args, out.output)
-        assert "bad.yaml" in out.output or "missing.yaml" in out.output, out.output
+    assert_bad_config_is_an_error(recorder, ["laps"], tmp_path)
+    assert_bad_config_is_an_error(recorder, ["show", "req_0000000000000001"], tmp_path)
