@@ -266,8 +266,16 @@ def _value_chars(value: Any) -> int:
     return 24
 
 
+_SCALARS = frozenset({int, float, bool, type(None)})
+
+
 def _details_chars(attributes: Mapping[Any, Any]) -> int:
-    return sum(len(str(k)) + 4 + _value_chars(v) for k, v in attributes.items()) if attributes else 0
+    n = 4 * len(attributes)
+    for k, v in attributes.items():
+        n += len(k) if type(k) is str else len(str(k))
+        t = type(v)
+        n += len(v) + 2 if t is str else 24 if t in _SCALARS else _value_chars(v)
+    return n
 
 
 def _cut(text: str, limit: int) -> str:
@@ -285,19 +293,37 @@ def _long(text: str | None, limit: int = MAX_NAME_CHARS) -> bool:
     return text is not None and len(text) > limit
 
 
+def _within(lap: Lap) -> tuple[bool, list[int]]:
+    """(whether ``lap`` is within every bound, each event's details size): one pass, few calls."""
+    limit = MAX_NAME_CHARS
+    ok = not (len(lap.command) > limit or len(lap.tier) > limit or _long(lap.session_id)
+              or _long(lap.service_name) or _long(lap.customer)
+              or _long(lap.error_message, MAX_MESSAGE_CHARS))
+    for name in lap.sectors:
+        if len(name) > limit:
+            ok = False
+    for name in lap.critical_path:
+        if len(name) > limit:
+            ok = False
+    for span in lap.spans:
+        if len(span.name) > limit or (span.sector is not None and len(span.sector) > limit):
+            ok = False
+    sizes = []
+    for e in lap.events:
+        if len(e.name) > limit or len(e.span_name) > limit or (
+                e.sector is not None and len(e.sector) > limit):
+            ok = False
+        sizes.append(_details_chars(e.attributes) if e.attributes else 0)
+    return ok and sum(sizes) <= MAX_DETAILS_CHARS, sizes
+
+
 def bounded_lap(lap: Lap) -> Lap:
     """``lap`` itself when it is within the bounds above (the usual case, checked in one pass), else a
     copy with long names cut (marked ``…[truncated N characters]``), event details beyond the
     record's budget replaced by a ``chronograph.details_dropped`` note (every milestone stays on the
     timeline), and ``truncated`` set."""
-    sizes = [_details_chars(e.attributes) for e in lap.events]
-    if (sum(sizes) <= MAX_DETAILS_CHARS
-            and not (_long(lap.command) or _long(lap.session_id) or _long(lap.service_name)
-                     or _long(lap.customer) or _long(lap.tier) or _long(lap.error_message, MAX_MESSAGE_CHARS)
-                     or any(len(k) > MAX_NAME_CHARS for k in lap.sectors)
-                     or any(len(k) > MAX_NAME_CHARS for k in lap.critical_path)
-                     or any(_long(s.name) or _long(s.sector) for s in lap.spans)
-                     or any(_long(e.name) or _long(e.span_name) or _long(e.sector) for e in lap.events))):
+    ok, sizes = _within(lap)
+    if ok:
         return lap
     note = {DETAILS_DROPPED: f"this record's event details exceed {MAX_DETAILS_CHARS} characters"}
     note_chars = _details_chars(note)
