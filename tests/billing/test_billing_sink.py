@@ -119,7 +119,9 @@ def test_outbox_metrics_have_the_spec_names(make_config: Callable[..., dict[str,
         return out
 
     before = points()
-    assert before["chronograph.outbox.depth"] == 3
+    # The sender's first round (leftovers of an earlier run go out at once) may already have taken laps
+    # committed while it started: what is not pending is delivered.
+    assert before["chronograph.outbox.depth"] + before["chronograph.outbox.delivered"] == 3
     assert before["chronograph.outbox.oldest_age"] >= 0
     assert before["chronograph.outbox.dead_lettered"] == 1
     fake.fail_next("500", 1)
