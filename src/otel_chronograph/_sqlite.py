@@ -17,8 +17,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
-__all__ = ["ThreadConnections", "cli_errors", "connect", "describe", "transaction"]
+__all__ = ["ThreadConnections", "cli_errors", "connect", "describe", "storable", "transaction"]
 
 
 def connect(path: str | Path, *, synchronous: str = "NORMAL", busy_ms: int = 10_000,
@@ -89,6 +90,13 @@ class ThreadConnections:
             self._local.conn = None
             with suppress(sqlite3.Error):
                 conn.close()
+
+
+def storable(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``row`` with text SQLite can take: a lone surrogate (a name decoded from hostile OTLP JSON) cannot
+    be encoded as UTF-8, so such text is stored with it escaped (``\\udc80``) instead of failing."""
+    return tuple(v.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(v, str) else v
+                 for v in row)
 
 
 def describe(exc: BaseException) -> str:

@@ -72,5 +72,3 @@ class History:
             return 0, 0.0, 0.0
         return len(values), median(values), percentile(values, 0.95)
 
-    def commands(self) -> list[str]:
-        return sorted(self._by_command)

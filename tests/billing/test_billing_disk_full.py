@@ -14,17 +14,16 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from tests.mounts import tmpfs
+from tests.filesystems import fill, grow, small_filesystem
 
 from otel_chronograph import Lap, load_config
-from otel_chronograph._pipeline import log_once
 from otel_chronograph.billing import BillingSink
 
 
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
-    with tmpfs(tmp_path / "small", "size=3m") as target:
-        yield target
+    with small_filesystem(tmp_path / "small") as where:
+        yield where
 
 
 def lap(i: int) -> Lap:
@@ -41,16 +40,8 @@ def test_disk_full_keeps_usage_pending_counted_and_retried(small_fs: Path, caplo
     cfg = load_config({"billing": {"enabled": True, "meter": meter}}, environ={})
     sink = BillingSink(cfg, environ={})
     filler = small_fs / "filler"
-    with filler.open("wb") as f:  # leave the outbox ~200 KB to grow into
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError:
-            pass
-    filler.write_bytes(filler.read_bytes()[: -200 * 1024])
+    fill(filler, leave_bytes=200 * 1024)  # the outbox gets ~200 KB to grow into
     caplog.set_level(logging.WARNING, "otel_chronograph")
-    log_once.forget("billing-commit")  # logged once per process: another test may have used the key
     total = 8000
     for i in range(total):
         sink(lap(i))  # never raises into the application
@@ -64,7 +55,7 @@ def test_disk_full_keeps_usage_pending_counted_and_retried(small_fs: Path, caplo
     assert f"uncommitted {sink.uncommitted}" in status.stdout, status.stdout
 
     filler.unlink()  # space is back (and more: 8,000 rows and their WAL need more than 3 MB)
-    subprocess.run(["mount", "-o", "remount,size=64m", str(small_fs)], check=True)
+    grow(small_fs, "64m")
     assert sink.flush(30)
     assert sink.uncommitted == 0
     with sqlite3.connect(outbox) as db:

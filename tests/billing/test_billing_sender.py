@@ -16,7 +16,7 @@ from tests.core.helpers import wait_for
 from otel_chronograph._config import MeterConfig
 from otel_chronograph.billing import Outbox, Sender, StripeTransport, UsageRecord
 from otel_chronograph.billing._outbox import now_ms
-from otel_chronograph.billing._sender import classify
+from otel_chronograph.billing._stripe import classify
 
 
 def meter(fake: FakeStripe, tmp_path: Path, **kw: object) -> MeterConfig:

@@ -13,7 +13,7 @@ import pytest
 
 import otel_chronograph as chrono
 from otel_chronograph import ConfigError
-from tests.mounts import tmpfs
+from tests.filesystems import tmpfs
 
 BIN = Path(sys.executable).parent
 

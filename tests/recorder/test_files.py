@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from otel_chronograph.recorder import FlightStore
+from tests.cli_config import assert_bad_config_is_an_error
 
 from .helpers import synthetic_lap
 
@@ -130,3 +131,19 @@ def test_config_option_picks_the_database_and_a_bad_config_is_an_error(tmp_path:
     bad.write_text("chronograph:\n  recorder: {max_records: -1}\n")
     out = cli("laps", "--config", str(bad))
     assert out.returncode == 1 and "chronograph.recorder.max_records" in out.stderr
+
+
+def test_the_recorder_group_takes_config_like_its_commands(tmp_path: Path, db: Path) -> None:
+    """Issue 8 item 7: `recorder` is a command group like `billing`, with `--config` on the group."""
+    from click.testing import CliRunner
+
+    from otel_chronograph.recorder._commands import recorder
+
+    good = tmp_path / "good.yaml"
+    good.write_text(f"chronograph:\n  recorder: {{persistent: true, path: {db}}}\n")
+    out = CliRunner().invoke(recorder, ["--config", str(good), "laps", "--json"])
+    assert out.exit_code == 0 and "req_0000000000000001" in out.output, out.output
+    out = CliRunner().invoke(recorder, ["--config", str(good), "show", "req_0000000000000001"])
+    assert out.exit_code == 0 and "REQUEST TIMELINE" in out.output, out.output
+    assert_bad_config_is_an_error(recorder, ["laps"], tmp_path)
+    assert_bad_config_is_an_error(recorder, ["show", "req_0000000000000001"], tmp_path)

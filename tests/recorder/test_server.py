@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -88,6 +90,25 @@ def test_bad_query_parameters_are_json_400(url: str, params: dict[str, str]) -> 
     assert "error" in r.json()
 
 
+@pytest.mark.parametrize("request_line", [
+    b"GET /api/v1/flight-recorder?n=" + b"9" * 5000 + b" HTTP/1.1",  # int() refuses > 4300 digits
+    b"GET /api/v1/flight-recorder?command=%ff%fe&status=%ff HTTP/1.1",  # not UTF-8 once decoded
+    b"GET /api/v1/flight-recorder/" + b"a" * 5000 + b" HTTP/1.1",
+])
+def test_malformed_requests_are_json_4xx_from_the_real_server(url: str, request_line: bytes) -> None:
+    """Issue 9: found by the fuzz test (the long ``n`` was a 500 with a traceback in the log)."""
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request_line + b"\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status = int(head.split()[1])
+    assert 400 <= status < 500 and b"application/json" in head, answer[:300]
+    assert "error" in json.loads(body) and b"Traceback" not in body
+
+
 @pytest.mark.parametrize("ident", ["req_ffffffffffffffff", "f" * 32, "nothing", "%00", "req_%27--"])
 def test_unknown_ids_are_json_404(url: str, ident: str) -> None:
     r = httpx.get(f"{url}{API}/{ident}")
@@ -139,5 +160,6 @@ def test_embedded_in_the_instrumented_process() -> None:
 def test_openapi_document_declares_errors() -> None:
     doc = openapi_document(secured=True)
     get = doc["paths"][API + "/{id}"]["get"]
-    assert set(get["responses"]) == {"200", "404", "401"}
+    assert set(get["responses"]) == {"200", "404", "401", "414", "503"}
+    assert set(doc["paths"]["/healthz"]["get"]["responses"]) == {"200", "503"}
     assert doc["security"] == [{"bearer": []}]

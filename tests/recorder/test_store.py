@@ -192,3 +192,61 @@ def test_invalid_settings() -> None:
         FlightStore(max_records=0)
     with pytest.raises(FileNotFoundError):
         FlightStore("/nonexistent/dir/x.db", create=False)
+
+
+def _race_close(db: Path) -> tuple[int, int, int]:
+    """8 threads add records while the store closes: (rows written, dropped, added)."""
+    store = FlightStore(db, max_records=10, batch_size=8, flush_interval_s=0.001)
+    added = [0] * 8
+    stop = threading.Event()
+
+    def write(k: int) -> None:
+        i = 0
+        while not stop.is_set():
+            store.add(synthetic_lap(k * 1_000_000 + i))
+            i += 1
+            added[k] = i
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: sum(added) >= 500, what="laps being added")
+    store.close()
+    late = sum(added)
+    wait_until(lambda: sum(added) >= late + 100, what="laps added after close")
+    stop.set()
+    for t in threads:
+        t.join()
+    assert store.write_failures == 0
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT count(*) FROM flight_records").fetchone()[0]
+    return rows, store.dropped, sum(added)
+
+
+def test_adds_racing_close_are_written_or_counted_never_lost(tmp_path: Path) -> None:
+    """Issue 9 item 2: records added while the store closes are written or counted in ``dropped``."""
+    for run in range(5):
+        rows, dropped, added = _race_close(tmp_path / f"race{run}.db")
+        assert rows + dropped == added, (run, rows, dropped, added)
+
+
+def test_adding_after_close_is_counted(tmp_path: Path) -> None:
+    store = FlightStore(tmp_path / "c.db")
+    store.close()
+    store.add(synthetic_lap(1))
+    assert store.dropped == 1 and store.get(synthetic_lap(1).request_id) is not None  # still readable
+
+
+def test_names_sqlite_cannot_encode_are_stored_escaped(tmp_path: Path) -> None:
+    """A lone surrogate (a span name from hostile OTLP JSON) cannot be encoded as UTF-8: the record is
+    stored with it escaped instead of failing its whole batch."""
+    from dataclasses import replace
+
+    lap = replace(synthetic_lap(1), command="bad \udc80 name", session_id="\ud800")
+    with FlightStore(tmp_path / "s.db") as store:
+        store.add(lap)
+        store.add(synthetic_lap(2))
+        assert store.flush() and store.write_failures == 0
+    with FlightStore(tmp_path / "s.db", read_only=True) as store:
+        assert store.count() == 2
+        assert [r.id for r in store.recent(5, command="bad \udc80 name")] == [lap.request_id]

@@ -1,41 +1,46 @@
-"""``chronograph billing status|flush|retry-dead-letters|report|enterprise``."""
+"""``chronograph billing status|flush|deliver|retry-dead-letters|report|enterprise``.
+
+Same shape as ``chronograph recorder``: ``--config`` on the group or on each command. Only the commands
+that deliver (``flush``, ``deliver``) import ``stripe``. A database error is one line naming the file.
+"""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 import click
 
-from .._config import ChronographConfig, ConfigError, load_config
+from .._cli_config import cli_config, config_option, group_config
+from .._config import ChronographConfig
+from .._sqlite import cli_errors
 from ._enterprise import score_bill
 from ._outbox import Outbox
 from ._report import build_report, render
-from ._sender import Sender, StripeTransport
+from ._sender import Sender
 from ._sink import api_key_from
 
 __all__ = ["billing"]
 
 
-def _config(path: str | None) -> ChronographConfig:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def _outbox(cfg: ChronographConfig, path: str | None, read_only: bool = False) -> Outbox:
-    """The outbox; read-only commands never create one, and work on a read-only or full disk."""
+@contextmanager
+def _outbox(cfg: ChronographConfig, path: str | None, *, read_only: bool = True, create: bool = False
+            ) -> Iterator[Outbox]:
+    """The outbox, for the length of a command. Only ``deliver`` (a sidecar that may start before the
+    app) creates one; read commands open it read-only, so they work on a read-only or full disk."""
     where = path or cfg.billing.meter.outbox
-    if read_only and not Path(where).exists():
+    if not create and not Path(where).exists():
         raise click.ClickException(f"{where}: no outbox there (give --outbox or --config)")
-    try:
-        return Outbox(where, synchronous=cfg.billing.meter.synchronous, read_only=read_only)
-    except (sqlite3.Error, OSError) as exc:
-        raise click.ClickException(f"{where}: cannot open the outbox: {exc}") from None
+    with cli_errors(where):
+        box = Outbox(where, synchronous=cfg.billing.meter.synchronous, read_only=read_only)
+        try:
+            yield box
+        finally:
+            box.close()
 
 
 def _ms(text: str | None, name: str) -> int | None:
@@ -51,40 +56,38 @@ def _ms(text: str | None, name: str) -> int | None:
     return int(dt.timestamp() * 1000)
 
 
-def _sender(cfg: ChronographConfig, outbox_path: str | None) -> tuple[Outbox, Sender]:
-    """The outbox and a Stripe sender for the commands that deliver; the key only from the environment."""
+def _sender(cfg: ChronographConfig, box: Outbox) -> Sender:
+    """A Stripe sender for the commands that deliver; the key only from the environment."""
     key = api_key_from()
     if key is None:
         raise click.ClickException("STRIPE_API_KEY is not set: it is read only from the environment "
                                    "(never from the YAML file); nothing was sent, nothing was lost")
-    box = _outbox(cfg, outbox_path)
-    return box, Sender(box, cfg.billing.meter, StripeTransport(key, cfg.billing.meter))
+    from ._stripe import StripeTransport
+
+    return Sender(box, cfg.billing.meter, StripeTransport(key, cfg.billing.meter))
 
 
-_config_opt = click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-                           help="chronograph YAML (default: CHRONOGRAPH_CONFIG, OTEL_CONFIG_FILE)")
 _outbox_opt = click.option("--outbox", "outbox_path", type=click.Path(dir_okay=False), default=None,
                            help="outbox file (default: billing.meter.outbox from the config)")
 
 
 @click.group()
-def billing() -> None:
+@config_option
+def billing(config_path: str | None) -> None:
     """Usage metering: the Stripe outbox, reports and enterprise score billing."""
+    group_config(config_path)
 
 
 @billing.command()
-@_config_opt
+@config_option
 @_outbox_opt
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def status(config_path: str | None, outbox_path: str | None, as_json: bool) -> None:
     """Pending, delivered and dead-letter counts, the oldest pending age and the last error."""
-    cfg = _config(config_path)
-    box = _outbox(cfg, outbox_path, read_only=True)
-    try:
+    cfg = cli_config(config_path)
+    with _outbox(cfg, outbox_path) as box:
         st = box.status()
-    except sqlite3.DatabaseError as exc:
-        raise click.ClickException(f"{box.path}: cannot read the outbox: {exc}") from None
-    held = box.uncommitted()
+        held = box.uncommitted()
     if as_json:
         click.echo(json.dumps({"outbox": box.path, "pending": st.pending, "due": st.due,
                                "delivered": st.delivered, "dead": st.dead, "skipped": st.skipped,
@@ -112,17 +115,18 @@ def status(config_path: str | None, outbox_path: str | None, as_json: bool) -> N
 
 
 @billing.command()
-@_config_opt
+@config_option
 @_outbox_opt
 @click.option("--timeout", "timeout_s", type=float, default=60.0, show_default=True,
               help="give up after this many seconds (what is left stays pending)")
 def flush(config_path: str | None, outbox_path: str | None, timeout_s: float) -> None:
     """Deliver every pending row now (exit 1 if some are left)."""
-    cfg = _config(config_path)
-    box, sender = _sender(cfg, outbox_path)
-    ok = sender.shutdown(timeout_s, include_leased=True)  # drains for at most timeout_s, then releases
+    cfg = cli_config(config_path)
+    with _outbox(cfg, outbox_path, read_only=False) as box:
+        sender = _sender(cfg, box)
+        ok = sender.shutdown(timeout_s, include_leased=True)  # drains for at most timeout_s, then releases
+        st = box.status()
     c = sender.counters
-    st = box.status()
     click.echo(f"delivered {c.delivered}, retried {c.retried}, dead-lettered {c.dead_lettered}; "
                f"pending {st.pending}, dead-letter {st.dead}")
     if c.last_error:
@@ -132,7 +136,7 @@ def flush(config_path: str | None, outbox_path: str | None, timeout_s: float) ->
 
 
 @billing.command()
-@_config_opt
+@config_option
 @_outbox_opt
 def deliver(config_path: str | None, outbox_path: str | None) -> None:
     """Deliver continuously from the outbox until SIGTERM/SIGINT (the sidecar for `delivery: external`).
@@ -143,36 +147,39 @@ def deliver(config_path: str | None, outbox_path: str | None) -> None:
     import signal
     import threading
 
-    cfg = _config(config_path)
-    box, sender = _sender(cfg, outbox_path)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    click.echo(f"delivering from {box.path} (api {cfg.billing.meter.api}); stop with SIGTERM or Ctrl-C",
-               err=True)
-    sender.start()  # full rounds every flush_interval_s pick up rows other processes committed
-    stop.wait()
-    sender.shutdown()
+    cfg = cli_config(config_path)
+    with _outbox(cfg, outbox_path, read_only=False, create=True) as box:
+        sender = _sender(cfg, box)
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        click.echo(f"delivering from {box.path} (api {cfg.billing.meter.api}); stop with SIGTERM or Ctrl-C",
+                   err=True)
+        sender.start()  # full rounds every flush_interval_s pick up rows other processes committed
+        stop.wait()
+        sender.shutdown()
+        pending = box.status().pending
     c = sender.counters
     # A clean stop with rows still pending is not a failure: they are durable in the outbox and the
     # next deliverer (or this one, restarted) sends them. Exit 0, as a service manager expects.
     click.echo(f"delivered {c.delivered}, retried {c.retried}, dead-lettered {c.dead_lettered}; "
-               f"pending {box.status().pending} (kept in the outbox for the next start)", err=True)
+               f"pending {pending} (kept in the outbox for the next start)", err=True)
 
 
 @billing.command("retry-dead-letters")
-@_config_opt
+@config_option
 @_outbox_opt
 @click.option("--reason", default=None, help="only rows whose reason contains this text")
 def retry_dead_letters(config_path: str | None, outbox_path: str | None, reason: str | None) -> None:
     """Move dead-letter rows back to pending (attempts reset); the sender delivers them next."""
-    cfg = _config(config_path)
-    n = _outbox(cfg, outbox_path).retry_dead(reason)
+    cfg = cli_config(config_path)
+    with _outbox(cfg, outbox_path, read_only=False) as box:
+        n = box.retry_dead(reason)
     click.echo(f"{n} dead-letter row(s) back to pending")
 
 
 @billing.command()
-@_config_opt
+@config_option
 @_outbox_opt
 @click.option("--from", "from_", default=None, help="ISO date/date-time (inclusive), UTC if no zone")
 @click.option("--to", "to", default=None, help="ISO date/date-time (exclusive)")
@@ -182,13 +189,15 @@ def retry_dead_letters(config_path: str | None, outbox_path: str | None, reason:
 def report(config_path: str | None, outbox_path: str | None, from_: str | None, to: str | None,
            customer: str | None, fmt: str) -> None:
     """Usage and cost by customer, command and tier from the ledger."""
-    cfg = _config(config_path)
-    rows = build_report(_outbox(cfg, outbox_path), _ms(from_, "--from"), _ms(to, "--to"), customer)
+    cfg = cli_config(config_path)
+    window = _ms(from_, "--from"), _ms(to, "--to")
+    with _outbox(cfg, outbox_path) as box:
+        rows = build_report(box, *window, customer)
     click.echo(render(rows, fmt), nl=False)
 
 
 @billing.command()
-@_config_opt
+@config_option
 @_outbox_opt
 @click.option("--customer", required=True)
 @click.option("--from", "from_", default=None)
@@ -199,8 +208,10 @@ def report(config_path: str | None, outbox_path: str | None, from_: str | None, 
 def enterprise(config_path: str | None, outbox_path: str | None, customer: str, from_: str | None,
                to: str | None, baseline: int | None, current: int | None, as_json: bool) -> None:
     """Progressive per-point score pricing (bands: billing.enterprise_bands) from laps' chronograph.score."""
-    cfg = _config(config_path)
-    ledger = _outbox(cfg, outbox_path).ledger(_ms(from_, "--from"), _ms(to, "--to"), customer)
+    cfg = cli_config(config_path)
+    window = _ms(from_, "--from"), _ms(to, "--to")
+    with _outbox(cfg, outbox_path) as box:
+        ledger = box.ledger(*window, customer)
     scores = [float(r[6]) for r in ledger if r[6] is not None]
     bill = score_bill(customer, scores, cfg.billing.enterprise_bands, baseline, current)
     if as_json:

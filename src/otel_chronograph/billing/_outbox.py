@@ -26,7 +26,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from .._sqlite import ThreadConnections, transaction
+from .._sqlite import ThreadConnections, storable, transaction
 
 _NOTE_BYTES = 512
 
@@ -112,11 +112,17 @@ class OutboxStatus:
 
 
 class Outbox:
-    """Thread- and fork-safe access to the outbox file (see :mod:`otel_chronograph._sqlite`)."""
+    """Thread- and fork-safe access to the outbox file (see :mod:`otel_chronograph._sqlite`).
+
+    Same life cycle as the flight recorder's ``FlightStore``: ``read_only`` never creates the file (and
+    works on a read-only or full disk); ``close()`` (or ``with``) closes this thread's connection."""
 
     def __init__(self, path: str | os.PathLike[str], synchronous: str = "normal",
                  busy_timeout_ms: int = 10_000, read_only: bool = False) -> None:
         self.path = str(path)
+        self.read_only = read_only
+        if read_only and not os.path.exists(self.path):
+            raise FileNotFoundError(f"no outbox at {self.path}")
         if not read_only:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._conns = ThreadConnections(self.path, synchronous=synchronous, busy_ms=busy_timeout_ms,
@@ -137,6 +143,12 @@ class Outbox:
         """Close this thread's connection. Other threads may still be committing rows (a lap ending
         during shutdown): their connections are never closed under them, so those rows are kept."""
         self._conns.close()
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- rows that could not be committed (disk full) ------------------------------------------------
     # A full disk takes SQLite with it, so the count of usage rows a running process holds in memory
@@ -179,10 +191,13 @@ class Outbox:
     def add(self, rec: UsageRecord) -> bool:
         """Commit one usage row (autocommit: a single INSERT is its own transaction). False if known."""
         now = now_ms()
-        cur = self._conn().execute(_INSERT, (
-            rec.identifier, rec.event_name, rec.customer, rec.value, rec.ts_ms, rec.command, rec.tier,
-            format(rec.cost, "f"), rec.lap_ms, rec.score, rec.state, rec.reason, now,
-            None if rec.state == PENDING else now))
+        row = (rec.identifier, rec.event_name, rec.customer, rec.value, rec.ts_ms, rec.command, rec.tier,
+               format(rec.cost, "f"), rec.lap_ms, rec.score, rec.state, rec.reason, now,
+               None if rec.state == PENDING else now)
+        try:
+            cur = self._conn().execute(_INSERT, row)
+        except UnicodeEncodeError:  # a lone surrogate in a customer or command: stored escaped
+            cur = self._conn().execute(_INSERT, storable(row))
         return cur.rowcount == 1
 
     # -- the sender --------------------------------------------------------------------------------
@@ -280,6 +295,22 @@ class Outbox:
         t = now_ms() if now is None else now
         return int(self._conn().execute(
             "SELECT COUNT(*) FROM usage WHERE state='pending' AND next_attempt_ms<=?", (t,)).fetchone()[0])
+
+    def claimable(self, owner: str) -> int:
+        """Pending rows ``owner`` could claim: not held by another owner's live lease."""
+        t = now_ms()
+        return int(self._conn().execute(
+            "SELECT COUNT(*) FROM usage WHERE state='pending' AND (lease_until_ms<=? OR lease_owner=?)",
+            (t, owner)).fetchone()[0])
+
+    def next_due_ms(self, include_fresh: bool) -> int | None:
+        """When the next pending row becomes claimable (retries and leases only, unless
+        ``include_fresh``), or None."""
+        where = "" if include_fresh else " AND (attempts>0 OR lease_until_ms>0)"
+        row = self._conn().execute(
+            "SELECT MIN(MAX(next_attempt_ms, lease_until_ms)) FROM usage WHERE state='pending'" + where
+        ).fetchone()
+        return None if row[0] is None else int(row[0])
 
     def oldest_pending_age_s(self) -> float:
         row = self._conn().execute("SELECT MIN(created_ms) FROM usage WHERE state='pending'").fetchone()

@@ -1,14 +1,9 @@
-"""Delivery of outbox rows to Stripe meter events with the official SDK (``StripeClient``).
+"""Delivery of outbox rows through a :class:`Transport` (Stripe's is in ``_stripe``, imported only by
+a process that delivers): claim due rows with a lease, send them, record the outcomes.
 
-v1: ``POST /v1/billing/meter_events`` (form-encoded), one event per request, ``identifier`` = request id;
-at most one request in flight per customer and meter (rows are grouped so, one group per worker).
-v2: ``POST /v2/billing/meter_event_session`` for a 15-minute token, then
-``POST /v2/billing/meter_event_stream`` with up to 100 events per request; the token is refreshed a minute
-before it runs out and whenever Stripe answers that it has expired.
-
-Outcomes: success or Stripe's "already exists with identifier" → delivered; 429, 5xx, timeouts,
-connection errors, authentication problems → retried with exponential backoff and jitter; other 4xx
-(unknown customer, bad value, timestamp older than 35 days) → dead-letter with Stripe's message.
+v1 sends one event per request, at most one request in flight per customer and meter (rows are grouped
+so, one group per pool worker); v2 sends up to 100 events per request. Outcomes: ``delivered``;
+``retry`` with exponential backoff and jitter (until ``max_attempts``); ``dead`` with the reason.
 """
 
 from __future__ import annotations
@@ -25,10 +20,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Protocol, TypeVar
-
-import stripe
+from typing import Protocol, TypeVar
 
 from .._config import MeterConfig
 from .._worker import Worker
@@ -37,13 +29,12 @@ from ._outbox import Outbox, OutboxRow, now_ms
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
-__all__ = ["MAX_AGE_MS", "Outcome", "Sender", "StripeTransport", "Transport", "classify"]
+__all__ = ["DELIVERED", "MAX_AGE_MS", "Outcome", "Sender", "Transport"]
 
 _log = logging.getLogger("otel_chronograph.billing")
 
 MAX_AGE_MS = 35 * 86_400_000  # Stripe accepts meter events from the past 35 days
 FUTURE_MS = 5 * 60_000  # ... and up to 5 minutes in the future
-_SESSION_MARGIN_S = 60.0  # refresh the v2 token this long before it expires
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,121 +48,14 @@ class Outcome:
 DELIVERED = Outcome("delivered")
 
 
-def _err_text(exc: BaseException) -> str:
-    if isinstance(exc, stripe.StripeError):
-        status = exc.http_status
-        msg = exc.user_message or str(exc) or type(exc).__name__
-        code = f" {exc.code}" if exc.code else ""
-        return f"{type(exc).__name__}{' HTTP ' + str(status) if status else ''}{code}: {msg}"
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _is_duplicate(exc: stripe.StripeError) -> bool:
-    text = (exc.user_message or str(exc) or "").lower()
-    return exc.code == "resource_already_exists" or ("already exists" in text and "identifier" in text)
-
-
-def classify(exc: BaseException) -> Outcome:
-    """Map an SDK exception to an outcome (see the module docstring)."""
-    if isinstance(exc, stripe.InvalidRequestError):
-        if _is_duplicate(exc):
-            return DELIVERED
-        status = exc.http_status or 400
-        if status in (408, 409, 429) or status >= 500:
-            return Outcome("retry", _err_text(exc))
-        return Outcome("dead", _err_text(exc))
-    if isinstance(exc, stripe.TemporarySessionExpiredError):
-        return Outcome("retry", _err_text(exc))
-    if isinstance(exc, stripe.StripeError):
-        # RateLimitError, APIError (5xx), APIConnectionError (timeouts, drops), Authentication/Permission
-        # (a wrong key is a configuration problem: keep the usage and keep trying, loudly).
-        return Outcome("retry", _err_text(exc))
-    return Outcome("retry", _err_text(exc))
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + \
-        f"{ms % 1000:03d}Z"
-
-
 class Transport(Protocol):
+    """Where rows go (``_stripe.StripeTransport``; tests may bring their own)."""
+
     def send_v1(self, row: OutboxRow) -> Outcome: ...
 
     def send_v2(self, rows: Sequence[OutboxRow]) -> list[Outcome]: ...
 
     def close(self) -> None: ...
-
-
-class StripeTransport:
-    """The official SDK pointed at ``api_base``/``meter_events_base`` (default: Stripe itself)."""
-
-    def __init__(self, api_key: str, meter: MeterConfig) -> None:
-        bases: dict[str, str] = {}
-        if meter.api_base:
-            bases["api"] = meter.api_base.rstrip("/")
-        if meter.meter_events_base:
-            bases["meter_events"] = meter.meter_events_base.rstrip("/")
-        elif meter.api_base:
-            bases["meter_events"] = meter.api_base.rstrip("/")
-        self._meter = meter
-        self._http = stripe.RequestsClient(timeout=meter.request_timeout_s)
-        self.client = stripe.StripeClient(api_key, base_addresses=bases,  # type: ignore[arg-type]
-                                          http_client=self._http, max_network_retries=0)
-        self._session_lock = threading.Lock()
-        self._token: str | None = None
-        self._token_expires = 0.0  # time.time()
-        self.sessions_created = 0
-
-    def _payload(self, row: OutboxRow) -> dict[str, str]:
-        assert row.customer is not None
-        return {self._meter.customer_payload_key: row.customer, self._meter.value_payload_key: str(row.value)}
-
-    def send_v1(self, row: OutboxRow) -> Outcome:
-        try:
-            self.client.v1.billing.meter_events.create(params={
-                "event_name": row.event_name, "identifier": row.identifier,
-                "timestamp": row.ts_ms // 1000, "payload": self._payload(row)})
-        except Exception as exc:
-            return classify(exc)
-        return DELIVERED
-
-    def _session(self, renew: bool = False) -> str:
-        with self._session_lock:
-            if renew or self._token is None or time.time() > self._token_expires - _SESSION_MARGIN_S:
-                session = self.client.v2.billing.meter_event_session.create()
-                self._token = str(session.authentication_token)
-                try:
-                    exp = datetime.fromisoformat(str(session.expires_at).replace("Z", "+00:00")).timestamp()
-                except ValueError:
-                    exp = time.time() + 15 * 60
-                self._token_expires = exp
-                self.sessions_created += 1
-            return self._token
-
-    def send_v2(self, rows: Sequence[OutboxRow]) -> list[Outcome]:
-        events: list[dict[str, Any]] = [
-            {"event_name": r.event_name, "identifier": r.identifier, "timestamp": _iso(r.ts_ms),
-             "payload": self._payload(r)} for r in rows]
-        for renew in (False, True):
-            try:
-                token = self._session(renew)
-                self.client.v2.billing.meter_event_stream.create(
-                    params={"events": events}, options={"api_key": token})  # type: ignore[typeddict-item]
-            except stripe.TemporarySessionExpiredError as exc:
-                if renew:
-                    return [classify(exc)] * len(rows)
-                continue
-            except Exception as exc:
-                out = classify(exc)
-                if out.kind == "delivered":  # a whole-batch "duplicate" is not a v2 answer: retry
-                    out = Outcome("retry", _err_text(exc))
-                return [out] * len(rows)
-            return [DELIVERED] * len(rows)
-        raise AssertionError("unreachable")
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._http.close()  # type: ignore[no-untyped-call]
 
 
 def _local_check(row: OutboxRow, now: int) -> str | None:
@@ -263,7 +147,7 @@ class Sender:
                 return False
             if claimed:
                 continue
-            nxt = self._next_due_ms(include_fresh=True)
+            nxt = self.outbox.next_due_ms(include_fresh=True)
             wait = deadline - now if nxt is None else min(deadline - now, max(nxt - now_ms(), 5) / 1000)
             self._pause.wait(wait)
 
@@ -287,22 +171,9 @@ class Sender:
 
     def remaining(self, include_leased: bool = False) -> int:
         """Pending rows this sender could still claim (not held by another owner's live lease)."""
-        if include_leased:
-            return self.outbox.depth()
-        t = now_ms()
-        row = self.outbox._conn().execute(
-            "SELECT COUNT(*) FROM usage WHERE state='pending' AND (lease_until_ms<=? OR lease_owner=?)",
-            (t, self.owner)).fetchone()
-        return int(row[0])
+        return self.outbox.depth() if include_leased else self.outbox.claimable(self.owner)
 
     # -- the loop ------------------------------------------------------------------------------------
-
-    def _next_due_ms(self, include_fresh: bool) -> int | None:
-        where = "" if include_fresh else " AND (attempts>0 OR lease_until_ms>0)"
-        row = self.outbox._conn().execute(
-            "SELECT MIN(MAX(next_attempt_ms, lease_until_ms)) FROM usage WHERE state='pending'" + where
-        ).fetchone()
-        return None if row[0] is None else int(row[0])
 
     def _step(self) -> float | None:
         """One turn of the delivery loop; returns the seconds until the next one is needed."""
@@ -328,7 +199,7 @@ class Sender:
             return 0.0
         wait = max(interval - (time.monotonic() - self._last_full), 0.0)
         try:
-            nxt = self._next_due_ms(include_fresh=False)
+            nxt = self.outbox.next_due_ms(include_fresh=False)
         except Exception:
             nxt = None
         if nxt is not None:

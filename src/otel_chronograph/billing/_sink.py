@@ -15,10 +15,10 @@ from opentelemetry.metrics import MeterProvider
 from .._config import BillingConfig, ChronographConfig
 from .._lap import Lap
 from .._metrics import observe_counter, observe_gauge
-from .._pipeline import log_once
+from .._pipeline import _Once
 from .._worker import Worker
 from ._outbox import DEAD, PENDING, SKIPPED, Outbox, UsageRecord
-from ._sender import Sender, StripeTransport, Transport
+from ._sender import Sender, Transport
 
 __all__ = ["BillingSink", "api_key_from", "usage_record"]
 
@@ -81,6 +81,7 @@ class BillingSink:
         self.lost = 0
         self._reason: str | None = None
         self._commit_lock = threading.Lock()
+        self._log_once = _Once()  # each kind of failure logged once per sink, with its reason
         self._retry = Worker("chronograph-billing-retry", self._retry_step, 1.0,
                              after_fork=self._after_fork)
         self.no_customer = 0
@@ -89,6 +90,8 @@ class BillingSink:
         self.sender: Sender | None = None
         key = api_key_from(environ)
         if transport is None and key is not None and meter.delivery == "in_process":
+            from ._stripe import StripeTransport  # this process delivers: now stripe is needed
+
             transport = StripeTransport(key, meter)
         if meter.delivery == "external" and transport is None:
             pass  # `chronograph billing deliver` delivers from this outbox; the app never talks to Stripe
@@ -160,19 +163,25 @@ class BillingSink:
         with self._lock:
             if exc is not None:
                 self.write_failures += 1
+            if self._retry.stopping:  # after shutdown() nothing would ever retry it
+                self.lost += 1
+                self._log_once("lost-after-shutdown", "chronograph billing: a usage row could not be "
+                               "committed to %s after shutdown (%s); lost (counted in "
+                               "chronograph.outbox.lost)",
+                               self.outbox.path, exc, traceback=False)
+                return
             if len(self._uncommitted) >= MAX_UNCOMMITTED:
                 self.lost += 1
-                log_once("billing-lost", "chronograph billing: more than %d usage rows could not be "
-                         "committed; dropping further ones (counted in chronograph.outbox.lost)",
-                         MAX_UNCOMMITTED, traceback=False)
+                self._log_once("lost", "chronograph billing: more than %d usage rows could not be "
+                               "committed; dropping further ones (counted in chronograph.outbox.lost)",
+                               MAX_UNCOMMITTED, traceback=False)
                 return
             self._uncommitted.append(rec)
             count = len(self._uncommitted)
         if exc is not None:
-            log_once("billing-commit", "chronograph billing: cannot commit usage rows to %s (%s); keeping "
-                     "them in memory and retrying (counted in chronograph.outbox.uncommitted and "
-                     "`chronograph billing status`)", self.outbox.path, exc, traceback=False)
-        if exc is not None:
+            self._log_once("commit", "chronograph billing: cannot commit usage rows to %s (%s); keeping "
+                           "them in memory and retrying (counted in chronograph.outbox.uncommitted and "
+                           "`chronograph billing status`)", self.outbox.path, exc, traceback=False)
             self._reason = str(exc)
         self.outbox.note_uncommitted(count, self._reason)  # a pwrite in place: no new disk space
         self._retry.wake()
@@ -206,7 +215,7 @@ class BillingSink:
         if progressed:
             self.outbox.note_uncommitted(len(self._uncommitted), self._reason)
             if not self._uncommitted:
-                log_once.forget("billing-commit")  # cleared: log it again if it comes back
+                self._log_once.forget("commit")  # cleared: log it again if it comes back
         return progressed
 
     def _after_commit(self, rec: UsageRecord, added: bool, command: str) -> None:

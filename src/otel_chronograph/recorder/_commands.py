@@ -1,4 +1,6 @@
-"""``chronograph laps``, ``show``, ``serve`` and ``tui``: the flight recorder from the command line."""
+"""``chronograph recorder laps|show|serve|tui`` (also at the top level: ``chronograph laps`` ...): the
+flight recorder from the command line. Same shape as ``chronograph billing``: ``--config`` on the group
+or on each command."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from .._config import ConfigError, RecorderConfig, load_config
+from .._cli_config import cli_config, config_option, group_config
 from .._sqlite import cli_errors
 from .._text import safe
 from .._vocab import STATUS_COLOURS, STATUSES
@@ -17,24 +19,15 @@ from ._record import FlightRecord
 from ._render import folded_stacks, format_ms, record_document, render_text, to_chrome_trace
 from ._store import FlightStore
 
-__all__ = ["laps", "serve", "show", "tui"]
+__all__ = ["laps", "recorder", "serve", "show", "tui"]
 
 _STATUS = click.Choice(STATUSES, case_sensitive=False)
-
-
-def _recorder(config_path: str | None) -> RecorderConfig:
-    """The recorder settings of ``--config`` (else the environment's configuration); a bad file is an
-    error, never a silent fallback to defaults (which would read another database)."""
-    try:
-        return load_config(config_path).recorder
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 def _open(db: str | None, config_path: str | None = None, writable: bool = False) -> FlightStore:
     """The store at ``--db`` (else recorder.path): never created by a read command; read-only unless
     ``writable`` (and then read-only anyway when the file cannot be written: serving a copy works)."""
-    r = _recorder(config_path)
+    r = cli_config(config_path).recorder
     path = db or r.path
     if not Path(path).exists():
         raise click.ClickException(f"no flight recorder database at {path} "
@@ -54,8 +47,6 @@ def _open(db: str | None, config_path: str | None = None, writable: bool = False
 
 _DB = click.option("--db", "db", type=click.Path(dir_okay=False), default=None,
                    help="SQLite database of the flight recorder (default: recorder.path of the config).")
-_CONFIG = click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-                       help="chronograph YAML (default: $CHRONOGRAPH_CONFIG, else defaults).")
 
 
 def lap_line(record: FlightRecord, colour: bool) -> str:
@@ -76,7 +67,7 @@ def lap_line(record: FlightRecord, colour: bool) -> str:
 @click.option("--status", "status", type=_STATUS, default=None, help="Only laps with this status.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @_DB
-@_CONFIG
+@config_option
 def laps(n: int, command: str | None, status: str | None, as_json: bool, db: str | None,
          config_path: str | None) -> None:
     """List the newest recorded laps."""
@@ -95,7 +86,7 @@ def laps(n: int, command: str | None, status: str | None, as_json: bool, db: str
 @click.option("--chrome-trace", "chrome", is_flag=True, help="Chrome trace event JSON (for Perfetto).")
 @click.option("--folded", is_flag=True, help="Folded stacks (for flamegraph.pl / speedscope).")
 @_DB
-@_CONFIG
+@config_option
 def show(ident: str, as_json: bool, chrome: bool, folded: bool, db: str | None,
          config_path: str | None) -> None:
     """Show one lap's timeline by request id or trace id."""
@@ -115,7 +106,7 @@ def show(ident: str, as_json: bool, chrome: bool, folded: bool, db: str | None,
 
 @click.command()
 @_DB
-@_CONFIG
+@config_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--port", default=8765, type=click.IntRange(0, 65535), show_default=True)
 def serve(db: str | None, host: str, port: int, config_path: str | None) -> None:
@@ -135,7 +126,7 @@ def serve(db: str | None, host: str, port: int, config_path: str | None) -> None
 
 @click.command()
 @_DB
-@_CONFIG
+@config_option
 @click.option("--url", default=None, help="Read from a flight recorder API instead of a database.")
 def tui(db: str | None, url: str | None, config_path: str | None) -> None:
     """The live terminal UI: the last 10 laps; Enter opens a timeline."""
@@ -148,3 +139,14 @@ def tui(db: str | None, url: str | None, config_path: str | None) -> None:
         return
     with _open(db, config_path) as store, cli_errors(store.path or "flight recorder"):
         FlightRecorderApp(StoreSource(store)).run()
+
+
+@click.group()
+@config_option
+def recorder(config_path: str | None) -> None:
+    """The flight recorder: list, show, serve and browse recorded laps."""
+    group_config(config_path)
+
+
+for _command in (laps, show, serve, tui):
+    recorder.add_command(_command)

@@ -2,13 +2,14 @@
 
 A :class:`FlightRecord` is built from a :class:`~otel_chronograph.Lap` (cheaply, on read: the store
 keeps laps, not records). Laps also travel through SQLite as a compact JSON document
-(:func:`encode_lap` / :func:`decode_lap`).
+(:func:`encode_lap` / :func:`decode_lap`). What one record may hold is bounded (:func:`bounded_lap`).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -16,7 +17,8 @@ from .._lap import Lap, LapEvent, SectorSpan
 from .._vocab import NS_PER_MS as _NS_PER_MS
 from .._vocab import iso_timestamp
 
-__all__ = ["FlightRecord", "decode_lap", "encode_lap", "iso_timestamp", "share_percent"]
+__all__ = ["DETAILS_DROPPED", "MAX_DETAILS_CHARS", "MAX_MESSAGE_CHARS", "MAX_NAME_CHARS", "FlightRecord",
+           "bounded_lap", "decode_lap", "encode_lap", "iso_timestamp", "share_percent"]
 
 _DOC_VERSION = 1
 _ENCODE = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
@@ -238,3 +240,109 @@ def decode_lap(text: str | bytes) -> Lap:
         )
     except (IndexError, KeyError, TypeError, ArithmeticError) as exc:
         raise ValueError(f"malformed flight record document: {exc}") from None
+
+
+# -- bounds (what one record may hold) ----------------------------------------------------------
+# The engine cuts single event values (4,096 characters, 64 attributes, 128-element sequences), but a
+# lap may still carry 200 events of 64 such values (50 MB) and names nobody cut. Records live in memory
+# (max_records of them) and on disk, so each one is bounded here; what is cut is marked where it was.
+
+MAX_NAME_CHARS = 256  # command, span, sector and event names, session, service, customer, tier
+MAX_MESSAGE_CHARS = 4096  # the error message
+MAX_DETAILS_CHARS = 256 * 1024  # all event details (attributes) of one record, in characters
+DETAILS_DROPPED = "chronograph.details_dropped"
+_MARKER_ROOM = 48  # "…[truncated N characters]" fits in this
+
+
+def _value_chars(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value) + 2
+    if isinstance(value, (bytes, bytearray)):
+        return 4 * len(value) + 3  # stored as its repr
+    if isinstance(value, (list, tuple)):
+        return 2 + sum(_value_chars(v) + 1 for v in value)
+    if isinstance(value, Mapping):
+        return _details_chars(value)
+    return 24
+
+
+_SCALARS = frozenset({int, float, bool, type(None)})
+
+
+def _details_chars(attributes: Mapping[Any, Any]) -> int:
+    n = 4 * len(attributes)
+    for k, v in attributes.items():
+        n += len(k) if type(k) is str else len(str(k))
+        t = type(v)
+        n += len(v) + 2 if t is str else 24 if t in _SCALARS else _value_chars(v)
+    return n
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    keep = limit - _MARKER_ROOM
+    return f"{text[:keep]}…[truncated {len(text) - keep} characters]"
+
+
+def _cut_opt(text: str | None, limit: int = MAX_NAME_CHARS) -> str | None:
+    return None if text is None else _cut(text, limit)
+
+
+def _long(text: str | None, limit: int = MAX_NAME_CHARS) -> bool:
+    return text is not None and len(text) > limit
+
+
+def _within(lap: Lap) -> tuple[bool, list[int]]:
+    """(whether ``lap`` is within every bound, each event's details size): one pass, few calls."""
+    limit = MAX_NAME_CHARS
+    ok = not (len(lap.command) > limit or len(lap.tier) > limit or _long(lap.session_id)
+              or _long(lap.service_name) or _long(lap.customer)
+              or _long(lap.error_message, MAX_MESSAGE_CHARS))
+    for name in lap.sectors:
+        if len(name) > limit:
+            ok = False
+    for name in lap.critical_path:
+        if len(name) > limit:
+            ok = False
+    for span in lap.spans:
+        if len(span.name) > limit or (span.sector is not None and len(span.sector) > limit):
+            ok = False
+    sizes = []
+    for e in lap.events:
+        if len(e.name) > limit or len(e.span_name) > limit or (
+                e.sector is not None and len(e.sector) > limit):
+            ok = False
+        sizes.append(_details_chars(e.attributes) if e.attributes else 0)
+    return ok and sum(sizes) <= MAX_DETAILS_CHARS, sizes
+
+
+def bounded_lap(lap: Lap) -> Lap:
+    """``lap`` itself when it is within the bounds above (the usual case, checked in one pass), else a
+    copy with long names cut (marked ``…[truncated N characters]``), event details beyond the
+    record's budget replaced by a ``chronograph.details_dropped`` note (every milestone stays on the
+    timeline), and ``truncated`` set."""
+    ok, sizes = _within(lap)
+    if ok:
+        return lap
+    note = {DETAILS_DROPPED: f"this record's event details exceed {MAX_DETAILS_CHARS} characters"}
+    note_chars = _details_chars(note)
+    budget = MAX_DETAILS_CHARS
+    events: list[LapEvent] = []
+    for e, size in zip(lap.events, sizes, strict=True):
+        attributes = e.attributes
+        if size > budget:
+            attributes = dict(note) if note_chars <= budget else {}
+            size = _details_chars(attributes)
+        budget -= size
+        events.append(LapEvent(_cut(e.name, MAX_NAME_CHARS), e.timestamp_ns, e.elapsed_ms, _cut_opt(e.sector),
+                               _cut(e.span_name, MAX_NAME_CHARS), attributes))
+    spans = [SectorSpan(_cut_opt(s.sector), _cut(s.name, MAX_NAME_CHARS), s.span_id, s.parent_id, s.start_ns,
+                        s.end_ns, s.error) for s in lap.spans]
+    return replace(
+        lap, command=_cut(lap.command, MAX_NAME_CHARS), session_id=_cut_opt(lap.session_id),
+        service_name=_cut_opt(lap.service_name), customer=_cut_opt(lap.customer),
+        tier=_cut(lap.tier, MAX_NAME_CHARS), error_message=_cut_opt(lap.error_message, MAX_MESSAGE_CHARS),
+        sectors={_cut(k, MAX_NAME_CHARS): v for k, v in lap.sectors.items()},
+        critical_path={_cut(k, MAX_NAME_CHARS): v for k, v in lap.critical_path.items()},
+        events=events, spans=spans, truncated=True)

@@ -3,7 +3,9 @@
 ``GET /api/v1/flight-recorder`` lists the newest records, ``GET /api/v1/flight-recorder/{id}`` returns one
 (by request id or trace id) with its timeline, summary, history comparison and text rendering.
 Binds 127.0.0.1 by default; when a token is configured (``CHRONOGRAPH_API_TOKEN``) the API wants
-``Authorization: Bearer <token>``. Errors are JSON, never a traceback.
+``Authorization: Bearer <token>``. Errors are JSON, never a traceback: malformed requests are 400/414
+before any route runs; store reads and renderings run in worker threads (at most ``MAX_BUSY`` at once,
+then 503 + Retry-After), so the event loop and ``/healthz`` stay responsive; a damaged database is 503.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +29,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .._sqlite import describe
 from .._version import __version__
 from .._vocab import STATUSES
 from ._record import FlightRecord
@@ -37,6 +41,9 @@ __all__ = ["TOKEN_ENV", "EmbeddedServer", "create_app", "openapi_document", "run
 TOKEN_ENV = "CHRONOGRAPH_API_TOKEN"
 MAX_BUSY = 16  # flight-record requests in worker threads at once; more get 503 + Retry-After
 MAX_N = 1000
+MAX_PATH = 2048  # characters of a request path; longer is 414
+MAX_QUERY = 4096  # bytes of a query string; longer is 414
+MAX_ECHO = 200  # characters of a request value repeated in an error
 _log = logging.getLogger("otel_chronograph.recorder")
 _UNSET: Any = object()
 
@@ -45,14 +52,36 @@ def _error(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, "status": status, **extra}, status_code=status)
 
 
-class _BearerAuth:
-    """401 for ``/api/`` requests without the right bearer token (constant-time comparison)."""
+def _malformed(scope: Scope) -> JSONResponse | None:
+    """What no route should see: text that is not UTF-8 (Starlette would raise decoding it), sizes
+    beyond the limits above."""
+    query: bytes = scope.get("query_string", b"")
+    path: str = scope.get("path", "")
+    if len(path) > MAX_PATH or len(query) > MAX_QUERY:
+        return _error(414, f"request path or query too long (limits: {MAX_PATH} characters, {MAX_QUERY} "
+                           "bytes)")
+    try:
+        query.decode("utf-8")
+        path.encode("utf-8")
+    except UnicodeError:
+        return _error(400, "the path and the query string must be UTF-8")
+    return None
+
+
+class _Gate:
+    """Outermost: malformed requests get a JSON 400/414, then ``/api/`` requests without the right
+    bearer token a 401 (constant-time comparison)."""
 
     def __init__(self, app: ASGIApp, token: str | None) -> None:
         self.app = app
         self.expected = f"Bearer {token}".encode() if token else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            bad = _malformed(scope)
+            if bad is not None:
+                await bad(scope, receive, send)
+                return
         if self.expected is not None and scope["type"] == "http" and scope["path"].startswith("/api/"):
             given = b""
             for name, value in scope.get("headers", ()):
@@ -102,7 +131,8 @@ def create_app(store: FlightStore, token: str | None = _UNSET) -> Starlette:
 
     async def offload(work: Callable[[], Response]) -> Response:
         """Store reads and renderings run in worker threads, never on the event loop (so /healthz and
-        the other requests stay responsive); past MAX_BUSY at once the API says so instead of queueing."""
+        the other requests stay responsive); past MAX_BUSY at once the API says so instead of queueing.
+        A database that cannot be read is 503 with the reason (the health check says the same)."""
         if busy[0] >= MAX_BUSY:
             response = _error(503, "busy: too many flight-record requests in progress")
             response.headers["Retry-After"] = "1"
@@ -110,6 +140,8 @@ def create_app(store: FlightStore, token: str | None = _UNSET) -> Starlette:
         busy[0] += 1
         try:
             return await run_in_threadpool(work)
+        except sqlite3.Error as exc:
+            return _error(503, f"the flight recorder database cannot be read: {describe(exc)}")
         finally:
             busy[0] -= 1
 
@@ -131,7 +163,7 @@ def create_app(store: FlightStore, token: str | None = _UNSET) -> Starlette:
         def work() -> Response:
             record = store.get(ident)
             if record is None:
-                return _error(404, "no flight record with that request id or trace id", id=ident)
+                return _error(404, "no flight record with that request id or trace id", id=ident[:MAX_ECHO])
             return JSONResponse(render(record))
 
         return work
@@ -149,7 +181,8 @@ def create_app(store: FlightStore, token: str | None = _UNSET) -> Starlette:
         return response
 
     async def server_error(request: Request, exc: Exception) -> Response:
-        _log.error("flight recorder API: %s %s failed", request.method, request.url.path, exc_info=exc)
+        path = str(request.scope.get("path", ""))[:MAX_ECHO]
+        _log.error("flight recorder API: %s %s failed", request.scope.get("method"), path, exc_info=exc)
         return _error(500, "internal error")
 
     routes = [
@@ -161,7 +194,7 @@ def create_app(store: FlightStore, token: str | None = _UNSET) -> Starlette:
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(_BearerAuth, token=token)],
+        middleware=[Middleware(_Gate, token=token)],
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
     app.state.store = store
@@ -216,7 +249,10 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 def openapi_document(secured: bool = False) -> dict[str, Any]:
     """The OpenAPI 3.1 description of the API (served at ``/openapi.json``)."""
-    errors = {"401": _json(_ERROR, "Missing or wrong bearer token")} if secured else {}
+    errors = {"414": _json(_ERROR, "Path or query string too long"),
+              "503": _json(_ERROR, "Busy (see Retry-After) or the database cannot be read")}
+    if secured:
+        errors["401"] = _json(_ERROR, "Missing or wrong bearer token")
     id_param = {"name": "id", "in": "path", "required": True,
                 "description": "Request id (req_<16 hex>) or trace id (32 hex)",
                 "schema": {"type": "string", "minLength": 1}}
@@ -226,7 +262,9 @@ def openapi_document(secured: bool = False) -> dict[str, Any]:
         "paths": {
             "/healthz": {"get": {"operationId": "healthz", "summary": "Liveness",
                                  "security": [],
-                                 "responses": {"200": _json({"type": "object"}, "Up")}}},
+                                 "responses": {"200": _json({"type": "object"}, "Up"),
+                                               "503": _json({"type": "object"},
+                                                            "The database cannot be read")}}},
             "/api/v1/flight-recorder": {"get": {
                 "operationId": "listFlightRecords", "summary": "Newest flight records first",
                 "parameters": [
@@ -240,7 +278,7 @@ def openapi_document(secured: bool = False) -> dict[str, Any]:
                                   "properties": {"count": {"type": "integer"},
                                                  "records": {"type": "array", "items": _ITEM}}},
                                  "Records"),
-                    "400": _json(_ERROR, "Bad query parameter"), **errors,
+                    "400": _json(_ERROR, "Bad query parameter or text that is not UTF-8"), **errors,
                 },
             }},
             "/api/v1/flight-recorder/{id}": {"get": {

@@ -1,4 +1,5 @@
-"""The flight recorder's lap sink (a deferred stage: it runs on the chronograph's sink worker)."""
+"""The flight recorder's lap sink (a deferred stage: it runs on the chronograph's sink worker), and the
+health of its store as metrics."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from opentelemetry.metrics import MeterProvider
 
 from .._config import ChronographConfig, RecorderConfig
 from .._lap import Lap
+from .._metrics import observe_counter, observe_gauge
 from ._record import FlightRecord
 from ._store import FlightStore
 
@@ -36,15 +38,18 @@ class FlightRecorder:
     """The lap sink of the flight recorder (deferred: it runs on the chronograph's sink thread).
 
     ``recorder(lap)`` records; ``flush``/``shutdown`` are called by the processor's
-    ``force_flush``/``shutdown``. ``store`` is the live :class:`FlightStore`.
+    ``force_flush``/``shutdown``. ``store`` is the live :class:`FlightStore` (still readable after
+    shutdown). Its health goes to ``meter_provider`` (None: the global one).
     """
 
-    def __init__(self, config: RecorderConfig | None = None, store: FlightStore | None = None) -> None:
+    def __init__(self, config: RecorderConfig | None = None, store: FlightStore | None = None,
+                 meter_provider: MeterProvider | None = None) -> None:
         self.config = config if config is not None else RecorderConfig.model_validate({})
         self.store = store if store is not None else open_store(self.config)
         self._server: EmbeddedServer | None = None
         if self.store.persistent:
             self.store.start_cleanup()
+        _register_metrics(self.store, meter_provider)
 
     def __call__(self, lap: Lap) -> None:
         self.store.add(lap)
@@ -53,10 +58,11 @@ class FlightRecorder:
         return self.store.flush(timeout_s)
 
     def shutdown(self) -> None:
+        """Stop the embedded API, write what is queued and stop the store's threads."""
         if self._server is not None:
             self._server.stop()
             self._server = None
-        self.store.flush()
+        self.store.close()
 
     def get(self, ident: str) -> FlightRecord | None:
         return self.store.get(ident)
@@ -80,17 +86,34 @@ class FlightRecorder:
         return self._server
 
 
+def _register_metrics(store: FlightStore, mp: MeterProvider | None) -> None:
+    def total(attr: str) -> list[tuple[float, dict[str, object]]]:
+        return [(float(getattr(store, attr)), {})]
+
+    observe_gauge(mp, "chronograph.recorder.pending", lambda: float(store.pending),
+                  "Flight records waiting to be written to the recorder's database", unit="{record}")
+    observe_counter(mp, "chronograph.recorder.write_failures", lambda: total("write_failures"),
+                    "Failed writes to the recorder's database (the records stay queued and are retried)",
+                    unit="{write}")
+    observe_counter(mp, "chronograph.recorder.dropped", lambda: total("dropped"),
+                    "Flight records not written: more than the queue bound waited, or added after close",
+                    unit="{record}")
+    observe_counter(mp, "chronograph.recorder.truncated", lambda: total("truncated"),
+                    "Flight records cut to the size bounds (long names, event details over budget)",
+                    unit="{record}")
+
+
 def get_recorder() -> FlightRecorder | None:
     """The flight recorder most recently set up by ``install()`` in this process, if any."""
     return _current
 
 
-def recorder_sink_factory(config: ChronographConfig, _meter_provider: MeterProvider | None
-             ) -> tuple[FlightRecorder, bool] | None:
+def recorder_sink_factory(config: ChronographConfig, meter_provider: MeterProvider | None
+                          ) -> tuple[FlightRecorder, bool] | None:
     global _current
     if not config.recorder.enabled:
         return None
-    recorder = FlightRecorder(config.recorder)
+    recorder = FlightRecorder(config.recorder, meter_provider=meter_provider)
     with _current_lock:
         _current = recorder
     return recorder, True

@@ -1,10 +1,17 @@
 """Where flight records live: an in-memory LRU and, optionally, SQLite (WAL) with a retention purge.
 
 The store keeps :class:`~otel_chronograph.Lap` objects (records are built on read, so recording costs
-the application almost nothing). SQLite writes happen in batches on the store's own writer thread; a
-cleanup thread purges records older than ``retention_hours``. Per-command history (median, p95) is kept
-incrementally: from the LRU in memory-only mode, from the database (every process writing it) when
-persistent.
+the application almost nothing), each bounded in size (:func:`~._record.bounded_lap`). SQLite writes
+happen in batches on the store's own writer thread; a cleanup thread purges records older than
+``retention_hours``. Both are fork-safe workers: in a child forked after the parent wrote, they restart
+on the child's first lap, with connections of the child's own. Per-command history (median, p95) is
+kept incrementally: from the LRU in memory-only mode, from the database (every process writing it)
+when persistent.
+
+Failures never reach the caller: records that cannot be written (a full disk) stay queued, bounded by
+``max_pending``, and are retried; the failures, the records dropped beyond the bound or after
+``close()``, and the records cut to size are counted (``write_failures``, ``dropped``, ``truncated``)
+and each kind is logged once with its reason.
 """
 
 from __future__ import annotations
@@ -19,12 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from .._lap import Lap
-from .._sqlite import connect, describe, transaction
+from .._pipeline import _Once
+from .._sqlite import ThreadConnections, connect, describe, storable, transaction
 from .._stats import History, compare_to_history
 from .._worker import Worker
-from ._record import FlightRecord, decode_lap, encode_lap
+from ._record import FlightRecord, bounded_lap, decode_lap, encode_lap
 
-__all__ = ["FlightStore", "History"]
+__all__ = ["MAX_PENDING", "FlightStore", "History"]
 
 _log = logging.getLogger("otel_chronograph.recorder")
 
@@ -49,13 +57,17 @@ INSERT OR IGNORE INTO flight_meta (key, value) VALUES ('purge_generation', 0);
 _INSERT = ("INSERT OR IGNORE INTO flight_records (request_id, trace_id, command, status, error, session_id,"
            " start_ns, lap_ms, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
 _NS_PER_HOUR = 3600 * 1_000_000_000
+MAX_PENDING = 10_000  # records queued for SQLite while it cannot take them (a full disk); then dropped
+_RETRY_S = 1.0  # after a failed write, the writer tries again this often
 
 
 class FlightStore:
     """In-memory LRU of the last ``max_records`` laps, plus SQLite at ``path`` when given.
 
     Thread-safe. ``add`` is cheap (the lap goes in the LRU and a write queue); ``flush`` writes what is
-    queued; ``close`` flushes and stops the background threads.
+    queued; ``close`` writes what is left and stops the background threads (reads still work after).
+    Connections: one writer connection (under a lock), and one reader connection per thread, each
+    closed only by its own thread (or with it), never under another thread's feet.
     """
 
     def __init__(
@@ -69,6 +81,7 @@ class FlightStore:
         batch_size: int = 256,
         flush_interval_s: float = 0.25,
         cleanup_interval_s: float | None = None,
+        max_pending: int = MAX_PENDING,
         create: bool = True,
         read_only: bool = False,
     ) -> None:
@@ -82,28 +95,32 @@ class FlightStore:
         self.batch_size = max(batch_size, 1)
         self.flush_interval_s = flush_interval_s
         self.cleanup_interval_s = cleanup_interval_s
-        self.write_failures = 0
-        self.dropped = 0
-        self._lock = threading.Lock()
+        self.max_pending = max(max_pending, self.batch_size)
+        self.read_only = read_only
+        self.write_failures = 0  # failed write transactions (each retried)
+        self.dropped = 0  # records never written: beyond max_pending, or added after close()
+        self.truncated = 0  # records cut to size (see _record.bounded_lap)
+        self._log_once = _Once()  # each kind of failure logged once per store, with its reason
+        self._lock = threading.Lock()  # the LRU, the history, the write queue and the closed flag
         self._laps: OrderedDict[str, Lap] = OrderedDict()
         self._by_trace: dict[str, str] = {}
         self._history = History()
         self._pending: deque[Lap] = deque()
+        self._in_flight = 0
+        self._closed = False
         self._writer = Worker("chronograph-recorder", self._write_step, flush_interval_s,
                               after_fork=self._after_fork)
         self._cleaner: Worker | None = None
         self._wlock = threading.Lock()
-        self._rlock = threading.Lock()
         self._wconn: sqlite3.Connection | None = None
-        self._rconn: sqlite3.Connection | None = None
+        self._hlock = threading.Lock()  # the history's sync position
         self._synced_seq = 0
         self._purge_gen = -1
-        self._closed = False
-        self._reopen = False
-        self.read_only = read_only
+        self._readers: ThreadConnections | None = None
         if self.path is not None:
             if (not create or read_only) and not self.path.exists():
                 raise FileNotFoundError(f"no flight recorder database at {self.path}")
+            self._readers = ThreadConnections(self.path, read_only=read_only)
             if read_only:
                 self._reader().execute("SELECT count(*) FROM flight_records LIMIT 1").fetchone()
             else:
@@ -114,6 +131,11 @@ class FlightStore:
     def persistent(self) -> bool:
         return self.path is not None
 
+    @property
+    def pending(self) -> int:
+        """Records not yet in SQLite: queued, or in the batch being written."""
+        return len(self._pending) + self._in_flight
+
     # -- connections --------------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
@@ -122,22 +144,26 @@ class FlightStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         return connect(self.path)
 
+    def _writer_conn(self) -> sqlite3.Connection:
+        """The writer connection (call with ``_wlock`` held), opened again in a forked child."""
+        conn = self._wconn
+        if conn is None:
+            conn = self._wconn = self._connect()
+        return conn
+
     def _after_fork(self) -> None:
-        """In a forked child: the parent's connections and queued laps are the parent's."""
-        self._pending.clear()
-        self._wlock = threading.Lock()
-        self._rlock = threading.Lock()
+        """In a forked child: the parent's queued records and connections are the parent's (they are
+        abandoned here, never used or closed); locks another thread held at fork() are made anew."""
+        self._pending = deque()
+        self._in_flight = 0
         self._lock = threading.Lock()
-        if self._wconn is not None:
-            self._wconn = None  # abandoned, never used or closed here; reopened on the next write
-            self._reopen = True
-        self._rconn = None
+        self._wlock = threading.Lock()
+        self._hlock = threading.Lock()
+        self._wconn = None
 
     def _reader(self) -> sqlite3.Connection:
-        if self._rconn is None:
-            assert self.path is not None
-            self._rconn = connect(self.path, read_only=True) if self.read_only else self._connect()
-        return self._rconn
+        assert self._readers is not None
+        return self._readers.get()
 
     def check(self) -> str | None:
         """None when the database answers a read; else why not (for a health endpoint that tells the
@@ -158,38 +184,67 @@ class FlightStore:
 
     def add(self, lap: Lap) -> None:
         """Record a lap: into the LRU now, into SQLite with the next batch."""
-        self._remember(lap)
-        if self.path is None or self._closed:
+        bounded = bounded_lap(lap)
+        with self._lock:
+            if bounded is not lap:
+                self.truncated += 1
+            self._remember(bounded)
+            if self.path is None:
+                return
+            drop = self._closed or len(self._pending) >= self.max_pending
+            if drop:
+                self.dropped += 1
+            else:
+                self._pending.append(bounded)
+                queued = len(self._pending)
+        if drop:
+            self._note_dropped()
             return
-        self._pending.append(lap)
         if not self._writer.started:
-            self._writer.start()  # writes every flush_interval_s, or at once when a batch is full
-        if len(self._pending) >= self.batch_size:
+            self._start_workers()
+        if queued >= self.batch_size:
             self._writer.wake()
+
+    def _start_workers(self) -> None:
+        """The writer starts with the first lap (again in a forked child), and the purge with it."""
+        self._writer.start()
+        if self._cleaner is not None:
+            self._cleaner.start()
+
+    def _note_dropped(self) -> None:
+        if self._closed:
+            self._log_once("closed", "flight recorder: records added after close() are "
+                           "not written to %s (counted in chronograph.recorder.dropped)", self.path,
+                           traceback=False)
+        else:
+            self._log_once("dropped", "flight recorder: more than %d records wait for %s; "
+                           "dropping further ones (counted in chronograph.recorder.dropped)",
+                           self.max_pending, self.path, traceback=False)
 
     def add_many(self, laps: Iterable[Lap]) -> int:
         """Record many laps at once, written to SQLite in one transaction now (bulk loads, imports)."""
-        laps = list(laps)
-        for lap in laps:
-            self._remember(lap)
+        bounded = [bounded_lap(lap) for lap in laps]
+        with self._lock:
+            for lap in bounded:
+                self._remember(lap)
         if self.path is not None:
             with self._wlock:
-                self._insert(laps)
-        return len(laps)
+                self._insert(self._writer_conn(), bounded)
+        return len(bounded)
 
     def _remember(self, lap: Lap) -> None:
-        with self._lock:
-            laps = self._laps
-            old = laps.pop(lap.request_id, None)
-            laps[lap.request_id] = lap
-            self._by_trace[lap.trace_id] = lap.request_id
-            if self.path is None:
-                if old is not None:
-                    self._history.remove(old.command, old.lap_ms)
-                self._history.add(lap.command, lap.lap_ms)
-            while len(laps) > self.max_records:
-                _, gone = laps.popitem(last=False)
-                self._forget(gone)
+        """Into the LRU (and the memory-only history); call with ``_lock`` held."""
+        laps = self._laps
+        old = laps.pop(lap.request_id, None)
+        laps[lap.request_id] = lap
+        self._by_trace[lap.trace_id] = lap.request_id
+        if self.path is None:
+            if old is not None:
+                self._history.remove(old.command, old.lap_ms)
+            self._history.add(lap.command, lap.lap_ms)
+        while len(laps) > self.max_records:
+            _, gone = laps.popitem(last=False)
+            self._forget(gone)
 
     def _forget(self, lap: Lap) -> None:
         if self._by_trace.get(lap.trace_id) == lap.request_id:
@@ -197,57 +252,62 @@ class FlightStore:
         if self.path is None:
             self._history.remove(lap.command, lap.lap_ms)
 
-    def _insert(self, laps: list[Lap]) -> None:
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, laps: list[Lap]) -> None:
         if not laps:
             return
         rows = [(lap.request_id, lap.trace_id, lap.command, lap.status, int(lap.error), lap.session_id,
                  lap.start_ns, lap.lap_ms, encode_lap(lap)) for lap in laps]
-        conn = self._wconn
-        assert conn is not None
-        with transaction(conn, immediate=False):
-            conn.executemany(_INSERT, rows)
+        try:
+            with transaction(conn, immediate=False):
+                conn.executemany(_INSERT, rows)
+        except UnicodeEncodeError:  # a name with a lone surrogate (from OTLP JSON): stored escaped
+            with transaction(conn, immediate=False):
+                conn.executemany(_INSERT, [storable(row) for row in rows])
 
-    def _write_pending(self) -> None:
-        if self._wconn is None:
-            if not self._reopen:
-                return
-            try:
-                self._wconn = self._connect()
-                self._reopen = False
-            except sqlite3.Error:
-                self.write_failures += 1
-                return
+    def _write_pending(self) -> bool:
+        """Write what is queued; True when nothing is left. A failed batch goes back to the queue's
+        front (oldest first); beyond ``max_pending`` the oldest records are dropped, counted."""
         with self._wlock:
-            batch: list[Lap] = []
             pending = self._pending
+            batch: list[Lap] = []
             while pending:
                 batch.append(pending.popleft())
             if not batch:
-                return
+                return True
+            self._in_flight = len(batch)
             try:
-                self._insert(batch)
-            except sqlite3.Error:
-                self.write_failures += 1
-                if self.write_failures == 1:
-                    _log.warning("flight recorder: cannot write %d records to %s; retrying later",
-                                 len(batch), self.path, exc_info=True)
-                if len(pending) + len(batch) <= 100_000:
+                self._insert(self._writer_conn(), batch)
+            except (sqlite3.Error, OSError) as exc:
+                self._log_once("write", "flight recorder: cannot write %d records to %s (%s); keeping up "
+                               "to %d queued and retrying (counted in chronograph.recorder.write_failures)",
+                               len(batch), self.path, describe(exc), self.max_pending, traceback=False)
+                with self._lock:
                     pending.extendleft(reversed(batch))
-                else:
-                    self.dropped += len(batch)
+                    self._in_flight = 0
+                    self.write_failures += 1
+                    over = len(pending) - self.max_pending
+                    for _ in range(max(over, 0)):
+                        pending.popleft()
+                    if over > 0:
+                        self.dropped += over
+                if over > 0:
+                    self._note_dropped()
+                return False
+            self._in_flight = 0
+            return not pending
 
-    def _write_step(self) -> None:
-        self._write_pending()
+    def _write_step(self) -> float | None:
+        return None if self._write_pending() or not self.write_failures else _RETRY_S
 
     def flush(self, timeout_s: float = 30.0) -> bool:
-        """Write everything queued so far to SQLite (no-op in memory-only mode)."""
-        if self._wconn is None:
+        """Write everything queued so far to SQLite (no-op in memory-only mode); False if some is left."""
+        if self.path is None:
             return True
         if not self._wlock.acquire(timeout=max(timeout_s, 0.0)):
             return False
         self._wlock.release()
-        self._write_pending()
-        return not self._pending
+        return self._write_pending()
 
     # -- retention ----------------------------------------------------------------------------
 
@@ -257,15 +317,14 @@ class FlightStore:
             return 0
         now = time.time_ns() if now_ns is None else now_ns
         cutoff = now - int(self.retention_hours * _NS_PER_HOUR)
-        removed = 0
         with self._lock:
             stale = [rid for rid, lap in self._laps.items() if lap.start_ns < cutoff]
             for rid in stale:
                 self._forget(self._laps.pop(rid))
-            removed = len(stale)
-        if self._wconn is not None:
+        removed = len(stale)
+        if self.path is not None and not self.read_only and not self._closed:
             self.flush()
-            with self._wlock, transaction(self._wconn) as conn:
+            with self._wlock, transaction(self._writer_conn()) as conn:
                 cur = conn.execute("DELETE FROM flight_records WHERE start_ns < ?", (cutoff,))
                 removed = max(removed, cur.rowcount)
                 if cur.rowcount:
@@ -285,27 +344,36 @@ class FlightStore:
     def _purge_step(self) -> None:
         try:
             self.purge()
-        except Exception:
-            _log.warning("flight recorder: retention purge failed", exc_info=True)
+        except (sqlite3.Error, OSError) as exc:
+            self._log_once("purge", "flight recorder: retention purge of %s failed (%s); retrying at the "
+                           "next interval", self.path, describe(exc), traceback=False)
 
     def close(self) -> None:
-        """Flush, stop the background threads and close the database."""
-        if self._closed:
-            return
-        self.flush()
-        self._closed = True
+        """Write what is queued, stop the background threads and close the writer connection.
+
+        Records added afterwards stay readable in memory but are not written (counted in ``dropped``);
+        reads keep working (each thread opens its reader again)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True  # from here on add() queues nothing: what is queued is all there is
         for worker in (self._writer, self._cleaner):
             if worker is not None:
-                worker.stop(10)
+                worker.stop(10)  # the writer's last step writes the queue
         self._write_pending()
         with self._wlock:
+            left = len(self._pending)
+            if left:
+                self._pending.clear()
+                with self._lock:
+                    self.dropped += left
+                _log.error("flight recorder: %d records could not be written to %s before close",
+                           left, self.path)
             if self._wconn is not None:
                 self._wconn.close()
                 self._wconn = None
-        with self._rlock:
-            if self._rconn is not None:
-                self._rconn.close()
-                self._rconn = None
+        if self._readers is not None:
+            self._readers.close()
 
     def __enter__(self) -> FlightStore:
         return self
@@ -325,15 +393,13 @@ class FlightStore:
         """Records held: the LRU in memory-only mode, else the database (plus unwritten ones)."""
         if self.path is None:
             return len(self)
-        with self._rlock:
-            (n,) = self._reader().execute("SELECT count(*) FROM flight_records").fetchone()
+        (n,) = self._reader().execute("SELECT count(*) FROM flight_records").fetchone()
         return int(n) + len(self._pending)
 
     def _db_lap(self, sql: str, args: tuple[Any, ...]) -> Lap | None:
         if self.path is None:
             return None
-        with self._rlock:
-            row = self._reader().execute(sql, args).fetchone()
+        row = self._reader().execute(sql, storable(args)).fetchone()
         if row is None:
             return None
         try:
@@ -385,8 +451,7 @@ class FlightStore:
                 args.append(status)
             sql = ("SELECT data FROM flight_records" + (" WHERE " + " AND ".join(where) if where else "")
                    + " ORDER BY start_ns DESC LIMIT ?")
-            with self._rlock:
-                rows = self._reader().execute(sql, (*args, n)).fetchall()
+            rows = self._reader().execute(sql, storable((*args, n))).fetchall()
             for (data,) in rows:
                 try:
                     lap = decode_lap(data)
@@ -405,7 +470,7 @@ class FlightStore:
     def _sync_history(self) -> None:
         if self.path is None:
             return
-        with self._rlock:
+        with self._hlock:
             conn = self._reader()
             (gen,) = conn.execute(
                 "SELECT value FROM flight_meta WHERE key = 'purge_generation'").fetchone()
@@ -439,8 +504,3 @@ class FlightStore:
         (lap time at least ``anomaly_factor`` × the median, given ``min_history`` laps)."""
         count, median, p95 = self.history(lap.command)
         return compare_to_history(lap.lap_ms, count, median, p95, self.anomaly_factor, self.min_history)
-
-    def commands(self) -> list[str]:
-        self._sync_history()
-        with self._lock:
-            return self._history.commands()
