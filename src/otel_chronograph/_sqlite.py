@@ -7,6 +7,13 @@ carried into a forked child, and closing a connection another thread is using cr
 interpreter (a segfault in 3 of 5 runs of 16 threads making laps during shutdown). So each thread gets
 its own, a forked child starts with none (the parent's are abandoned, never closed, in the child), and
 ``close()`` closes only the calling thread's connection; the others close with their threads.
+
+Why transactions hold a fork gate: SQLite keeps per-process lock state for a file shared by every
+connection in the process. A child forked while another thread is inside a write transaction inherits
+that state ("this process holds the write lock") without the lock itself or the thread that would
+release it, and its own writer then waits on the abandoned connection forever (seen: a gunicorn
+--preload worker whose flight records never arrived). So ``fork()`` waits, bounded, until no
+transaction is open in the process, and no new one begins until it is done.
 """
 
 from __future__ import annotations
@@ -50,17 +57,64 @@ def connect(path: str | Path, *, synchronous: str = "NORMAL", busy_ms: int = 10_
     return conn
 
 
+class _ForkGate:
+    """Transactions pass in any number at once; ``fork()`` waits until none is open (bounded)."""
+
+    #: A fork never waits longer than this for transactions to end (one stuck on a busy database).
+    WAIT_S = 5.0
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._open = 0
+        self._forking = False
+
+    def enter(self) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._forking, self.WAIT_S)
+            self._open += 1
+
+    def leave(self) -> None:
+        with self._cond:
+            self._open -= 1
+            if self._open <= 0:
+                self._cond.notify_all()
+
+    def before_fork(self) -> None:
+        self._cond.acquire()
+        self._forking = True
+        self._cond.wait_for(lambda: self._open <= 0, self.WAIT_S)
+        # the condition's lock stays held across fork(): no transaction begins or ends meanwhile
+
+    def after_fork_in_parent(self) -> None:
+        self._forking = False
+        self._cond.notify_all()
+        self._cond.release()
+
+    def after_fork_in_child(self) -> None:
+        self.__init__()  # type: ignore[misc]  # the child has no thread inside a transaction
+
+
+_gate = _ForkGate()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_gate.before_fork, after_in_parent=_gate.after_fork_in_parent,
+                        after_in_child=_gate.after_fork_in_child)
+
+
 @contextmanager
 def transaction(conn: sqlite3.Connection, immediate: bool = True) -> Iterator[sqlite3.Connection]:
     """BEGIN [IMMEDIATE] ... COMMIT, ROLLBACK on any exception (BaseException included)."""
-    conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    _gate.enter()
     try:
-        yield conn
-    except BaseException:
-        with suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+        conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        try:
+            yield conn
+        except BaseException:
+            with suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    finally:
+        _gate.leave()
 
 
 class ThreadConnections:
