@@ -99,7 +99,7 @@ provide() {
 # ocb generates the Collector's sources (main.go, components.go) from the manifest. Its own module
 # step (`go mod tidy` + `go mod download`) also fetches modules that only the components' *tests*
 # import, and the Go module proxy reachable here does not serve all of those (e.g.
-# otlpencodingextension v0.155.0 -> 403). So ocb runs with --skip-get-modules --skip-compilation,
+# otlpencodingextension -> 403 since v0.155.0). So ocb runs with --skip-get-modules --skip-compilation,
 # and this script writes the go.mod that ocb's template would (every gomod of the manifest plus
 # otelcol/service at the core version) and compiles with `go build -mod=mod`, which resolves only
 # what the binary imports.
