@@ -21,7 +21,9 @@
 # the version (and, for the Collector, a hash of the manifest and the extra requires).
 # A binary already in .peers/bin/ with a matching version stamp is reused as it is.
 # The Go builds run in parallel (each one's output prefixed with its name): downloads of one
-# overlap with compiling another.
+# overlap with compiling another. Measured from empty Go module/build caches on 2 cores shared with
+# other work (load 6-13): 1081 s in parallel, 1347 s one after the other (Jaeger is the longest);
+# with the peers cache filled: 0.8 s for a fresh checkout, 0.3 s when .peers/bin is current.
 #
 # Usage: scripts/build-peers.sh            build/reuse everything
 #        PEERS_FORCE=1 scripts/build-peers.sh   ignore .peers/bin and the cache, rebuild
