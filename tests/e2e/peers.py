@@ -453,6 +453,19 @@ class Collector(Peer):
             raise PeerError(f"collector prometheus exporter returned {status}")
         return body.decode()
 
+    def self_metric(self, name: str) -> float:
+        """Sum of every series of the Collector's own metric ``name`` (its telemetry endpoint; in
+        v0.161 counters have no ``_total``: ``otelcol_receiver_refused_spans``); 0.0 when absent."""
+        status, body = http_get(f"http://127.0.0.1:{self.ports['telemetry']}/metrics")
+        if status != 200:
+            raise PeerError(f"collector telemetry endpoint returned {status}")
+        total = 0.0
+        for line in body.decode().splitlines():
+            series, _, value = line.rpartition(" ")
+            if series.split("{", 1)[0] == name:
+                total += float(value)
+        return total
+
 
 def collector_env(
     ports: Mapping[str, int], jaeger_otlp_grpc: str | None, export_dir: Path | None

@@ -1,18 +1,25 @@
-"""Every Collector configuration shipped in collector-config/ passes the real Collector's `validate`."""
+"""Every Collector configuration shipped in collector-config/ passes the real Collector's `validate`.
+
+collector-config/chronograph-*.yaml are configurations of `chronograph gateway` (the Collector's
+shape, but its own components): they are validated by `chronograph gateway validate`, not here."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import peers
 import pytest
 
-CONFIGS = sorted(p for p in peers.COLLECTOR_CONFIG_DIR.glob("*.y*ml"))
+CONFIGS = sorted(
+    p for p in peers.COLLECTOR_CONFIG_DIR.glob("*.y*ml") if not p.name.startswith("chronograph-")
+)
 
 
 def test_there_are_configs() -> None:
     names = {p.name for p in CONFIGS}
-    assert {"gateway.yaml", "file-export.yaml"} <= names, names
+    assert {"gateway.yaml", "file-export.yaml", "loadbalancing.yaml", "groupbytrace.yaml"} <= names, names
 
 
 @pytest.mark.e2e
@@ -79,3 +86,41 @@ def test_file_export_writes_otlp_json(tmp_path: Path, collector_bin: Path) -> No
         telemetry.shutdown()
     finally:
         collector.stop()
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("gateways", "valid"),
+    [
+        ("10.0.0.1:5317,10.0.0.2:5317", True),  # comma-separated
+        ("[gateway-1:5317, gateway-2:5317]", True),  # a YAML list
+        ("", False),  # the static resolver needs at least one gateway
+    ],
+    ids=["comma-separated", "yaml-list", "empty"],
+)
+def test_loadbalancing_gateways_from_the_environment(gateways: str, valid: bool, collector_bin: Path) -> None:
+    result = subprocess.run(
+        [str(collector_bin), "validate", "--config", str(peers.COLLECTOR_CONFIG_DIR / "loadbalancing.yaml")],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "CHRONOGRAPH_GATEWAYS": gateways},
+    )
+    assert (result.returncode == 0) == valid, result.stderr
+    if not valid:
+        assert "no endpoints specified for the static resolver" in result.stderr
+
+
+def test_loadbalancing_routes_by_trace_with_retrying_queues() -> None:
+    """The settings the gateway topology relies on (see the comments in loadbalancing.yaml)."""
+    import yaml
+
+    doc = yaml.safe_load((peers.COLLECTOR_CONFIG_DIR / "loadbalancing.yaml").read_text())
+    lb = doc["exporters"]["load_balancing"]
+    assert lb["routing_key"] == "traceID"
+    assert "static" in lb["resolver"]
+    otlp = lb["protocol"]["otlp"]
+    assert otlp["sending_queue"]["enabled"] is True
+    assert otlp["retry_on_failure"]["enabled"] is True
+    traces = doc["service"]["pipelines"]["traces"]
+    assert traces["exporters"] == ["load_balancing"]
+    assert "batch" not in traces["processors"], "a batch processor would hide refusals from the apps"
+    assert "prometheus" in doc["service"]["pipelines"]["metrics"]["exporters"]

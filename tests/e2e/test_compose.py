@@ -70,6 +70,22 @@ def _host_ports(service: dict[str, Any]) -> list[tuple[str, int, str]]:
     return ports
 
 
+def _env(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    pairs = env.items() if isinstance(env, dict) else (e.split("=", 1) for e in env)
+    return {str(k): str(v) for k, v in pairs}
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, str]:
+    """container path -> repository path of the string-form bind mounts."""
+    out = {}
+    for vol in service.get("volumes") or []:
+        if isinstance(vol, str) and vol.startswith("./"):
+            src, dst = vol.split(":")[:2]
+            out[dst] = src
+    return out
+
+
 def test_expected_services(compose: dict[str, Any]) -> None:
     assert {"otel-collector", "jaeger", "prometheus", "grafana", "demo"} <= set(compose["services"])
 
@@ -106,8 +122,7 @@ def test_demo_runs_under_auto_instrumentation(compose: dict[str, Any]) -> None:
     command = demo["command"]
     command = command if isinstance(command, list) else command.split()
     assert command[:3] == ["opentelemetry-instrument", "chronograph", "demo"]
-    env = demo["environment"]
-    env = env if isinstance(env, dict) else dict(e.split("=", 1) for e in env)
+    env = _env(demo)
     assert env["OTEL_PYTHON_DISTRO"] == "chronograph"
     assert env["OTEL_PYTHON_CONFIGURATOR"] == "chronograph"
     assert "otel-collector:4317" in env["OTEL_EXPORTER_OTLP_ENDPOINT"]
@@ -177,12 +192,7 @@ def test_prometheus_scrapes_collector(compose: dict[str, Any]) -> None:
 
 
 def test_grafana_provisioning(compose: dict[str, Any]) -> None:
-    grafana = compose["services"]["grafana"]
-    mounts = {}
-    for vol in grafana.get("volumes") or []:
-        if isinstance(vol, str) and vol.startswith("./"):
-            src, dst = vol.split(":")[:2]
-            mounts[dst] = REPO_ROOT / src
+    mounts = {dst: REPO_ROOT / src for dst, src in _mounts(compose["services"]["grafana"]).items()}
     ds_dir = mounts["/etc/grafana/provisioning/datasources"]
     types = set()
     uids = set()
@@ -221,3 +231,42 @@ def test_published_ports_bind_loopback_only(compose: dict[str, Any]) -> None:
     for name, service in compose["services"].items():
         for ip, port, _proto in _host_ports(service):
             assert ip == "127.0.0.1", f"{name}: host port {port} is published on {ip or 'all interfaces'}"
+
+
+def test_gateway_profile(compose: dict[str, Any]) -> None:
+    """--profile gateway: the load-balancing Collector in front of two `chronograph gateway`s."""
+    services = compose["services"]
+    profiled = {n for n, s in services.items() if "gateway" in (s.get("profiles") or [])}
+    gateways = sorted(n for n in profiled if n.startswith("chronograph-gateway"))
+    assert profiled == {"otel-collector-lb", *gateways} and len(gateways) == 2, profiled
+
+    instance_ids = set()
+    for name in gateways:
+        gw = services[name]
+        assert gw["command"] == ["chronograph", "gateway", "--config", "/etc/chronograph/gateway.yaml"]
+        assert _mounts(gw)["/etc/chronograph/gateway.yaml"] == "./collector-config/chronograph-gateway.yaml"
+        env = _env(gw)
+        assert env["CHRONOGRAPH_GATEWAY_GRPC_ENDPOINT"] == "0.0.0.0:5317"
+        assert env["CHRONOGRAPH_GATEWAY_EXPORT_ENDPOINT"].split(":")[0] in services
+        instance_ids.add(env["OTEL_RESOURCE_ATTRIBUTES"])
+    assert len(instance_ids) == 2, "the gateways' metric series would overwrite each other"
+
+    lb = services["otel-collector-lb"]
+    config = "/etc/otelcol-contrib/loadbalancing.yaml"
+    assert lb["command"] == [f"--config={config}"]
+    assert _mounts(lb)[config] == "./collector-config/loadbalancing.yaml"
+    assert lb["image"] == services["otel-collector"]["image"]
+    assert _env(lb)["CHRONOGRAPH_GATEWAYS"].split(",") == [f"{g}:5317" for g in gateways]
+    assert set(lb["depends_on"]) == set(gateways)
+    assert {port for _ip, port, _proto in _host_ports(lb)} == {4327, 4328}
+
+
+def test_default_services_need_no_profile(compose: dict[str, Any]) -> None:
+    """`docker compose up` without a profile: no default service depends on a profiled one."""
+    services = compose["services"]
+    profiled = {n for n, s in services.items() if s.get("profiles")}
+    for name, service in services.items():
+        if name in profiled:
+            continue
+        deps = service.get("depends_on") or []
+        assert not set(deps) & profiled, f"{name} depends on profiled services {set(deps) & profiled}"
