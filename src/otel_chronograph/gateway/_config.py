@@ -410,7 +410,10 @@ def expand_env(node: Any, environ: Mapping[str, str]) -> Any:
             return "$"
         value = environ.get(m.group(1))
         if value is None or (value == "" and m.group(2) is not None):
-            return m.group(2) if m.group(2) is not None else ""
+            if m.group(2) is not None:
+                return m.group(2)
+            _log.warning("configuration references unset environment variable %s", m.group(1))
+            return ""
         return value
 
     whole = _ENV_REF.fullmatch(node)
