@@ -24,7 +24,6 @@ from otel_chronograph._worker import Deadline
 from otel_chronograph.gateway import Gateway, load_gateway_config
 from otel_chronograph.sources._otlp import value_from_proto
 
-
 CHRONOGRAPH = str(Path(sys.executable).with_name("chronograph"))
 
 
@@ -118,7 +117,7 @@ class GrpcSink:
         sink = self
 
         class Service(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
-            def Export(self, request: Any, context: Any) -> Any:  # noqa: N802
+            def Export(self, request: Any, context: Any) -> Any:
                 with sink._lock:
                     sink.calls += 1
                     if sink.fail_times > 0 and sink.fail_with is not None:

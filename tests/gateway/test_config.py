@@ -83,28 +83,27 @@ def test_explicit_service_scope_is_kept(tmp_path: Path) -> None:
     assert load_gateway_config(write(tmp_path, doc), environ={}).chronograph.laps.scope == "service"
 
 
-@pytest.mark.parametrize(("path", "value", "expected"), [
-    ("processors.chronograph.laps.scope", "everything", "processors.chronograph.laps.scope: "),
-    ("processors.chronograph.laps.decision_wait", "soon", "processors.chronograph.laps.decision_wait: must be a duration"),
-    ("exporters.otlp_grpc.tls.insecure", "maybe", "exporters.otlp_grpc.tls.insecure: "),
-    ("exporters.otlp_grpc.compresion", "gzip", "exporters.otlp_grpc.compresion: unknown key"),
-    ("exporters.otlp_grpc.endpoint", None, "exporters.otlp_grpc.endpoint: Field required"),
-    ("receivers.otlp.protocols.grpc.endpoint", "5317", "receivers.otlp.protocols.grpc.endpoint: must be host:port"),
-    ("receivers.otlp.protocols.htttp", {}, "receivers.otlp.protocols.htttp: unknown key"),
-    ("receivers.otlp.protocols", {}, "receivers.otlp.protocols: must define at least one of grpc, http"),
-    ("service.telemetry.metrics.endpoint", "nowhere", "service.telemetry.metrics.endpoint: must be host:port"),
-    ("service.pipelines.logs", {"exporters": ["otlp_grpc"]}, "service.pipelines.logs: unknown key"),
-    ("service.pipelines.traces.processors", [], "service.pipelines.traces.processors: must name the chronograph"),
+@pytest.mark.parametrize(("path", "value", "message"), [
+    ("processors.chronograph.laps.scope", "everything", "Input should be 'service' or 'trace'"),
+    ("processors.chronograph.laps.decision_wait", "soon", "must be a duration"),
+    ("exporters.otlp_grpc.tls.insecure", "maybe", "Input should be a valid boolean"),
+    ("exporters.otlp_grpc.compresion", "gzip", "unknown key"),
+    ("exporters.otlp_grpc.endpoint", None, "Field required"),
+    ("receivers.otlp.protocols.grpc.endpoint", "5317", "must be host:port"),
+    ("receivers.otlp.protocols.htttp", {}, "unknown key"),
+    ("receivers.otlp.protocols", {}, "must define at least one of grpc, http"),
+    ("service.telemetry.metrics.endpoint", "nowhere", "must be host:port"),
+    ("service.pipelines.logs", {"exporters": ["otlp_grpc"]}, "unknown key"),
+    ("service.pipelines.traces.processors", [], "must name the chronograph"),
     ("service.pipelines.traces.exporters", ["otlp_grpc", "jaeger"],
-     'service.pipelines.traces.exporters: references exporter "jaeger" which is not configured'),
-    ("service.pipelines.traces.receivers", ["otlp", "otlp"],
-     'service.pipelines.traces.receivers: references receiver "otlp" multiple times'),
-    ("extensions", {"health_check": {}}, "extensions: unknown key"),
+     'references exporter "jaeger" which is not configured'),
+    ("service.pipelines.traces.receivers", ["otlp", "otlp"], 'references receiver "otlp" multiple times'),
+    ("extensions", {"health_check": {}}, "unknown key"),
 ])
-def test_an_error_names_the_dotted_key(tmp_path: Path, path: str, value: Any, expected: str) -> None:
+def test_an_error_names_the_dotted_key(tmp_path: Path, path: str, value: Any, message: str) -> None:
     lines = errors_of(tmp_path, changed(path, value))
     origin = str(tmp_path / "gw.yaml")
-    assert any(line.startswith(f"{origin}: {expected}") for line in lines), lines
+    assert any(line.startswith(f"{origin}: {path}: {message}") for line in lines), lines
 
 
 @pytest.mark.parametrize(("kind", "component", "valid"), [

@@ -130,8 +130,7 @@ class Gateway:
         try:
             records = self.decoder.records(request.resource_spans)
         except OTLPError:
-            with self._lock:
-                self.decode_errors += 1
+            self.malformed()
             raise
         if not records:
             return 0
@@ -148,6 +147,11 @@ class Gateway:
         if was_empty:
             self._worker.wake()
         return len(records)
+
+    def malformed(self) -> None:
+        """Count a request refused as malformed (by a receiver, or here)."""
+        with self._lock:
+            self.decode_errors += 1
 
     def _check_room(self, records: list[GatewayRecord]) -> None:
         full = next((q for q in self.queues if q.full()), None)
@@ -201,11 +205,12 @@ class Gateway:
         """Listen on every configured endpoint (RuntimeError naming the one that failed)."""
         try:
             for grpc_protocol in self.config.grpc_endpoints():
-                receiver: GrpcReceiver | HttpReceiver = GrpcReceiver(self.accept, grpc_protocol, self.token)
+                receiver: GrpcReceiver | HttpReceiver = GrpcReceiver(
+                    self.accept, self.malformed, grpc_protocol, self.token)
                 receiver.start()
                 self._receivers.append(receiver)
             for http_protocol in self.config.http_endpoints():
-                receiver = HttpReceiver(self.accept, http_protocol, self.token)
+                receiver = HttpReceiver(self.accept, self.malformed, http_protocol, self.token)
                 receiver.start()
                 self._receivers.append(receiver)
         except BaseException:

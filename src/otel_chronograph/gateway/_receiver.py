@@ -36,6 +36,7 @@ _UNAUTHENTICATED = 16
 _INTERNAL = 13
 
 Accept = Callable[[Any], int]
+Malformed = Callable[[], None]  # counts a request refused before it reached ``accept`` (not decodable)
 
 
 class Refused(Exception):
@@ -86,21 +87,34 @@ def _retry_metadata(seconds: int, code: int, message: str) -> tuple[tuple[str, b
             ("google.rpc.retryinfo-bin", info.SerializeToString()))
 
 
-def _servicer(accept: Accept, token: str | None) -> Any:
+def _servicer(accept: Accept, malformed: Malformed, token: str | None) -> Any:
     import grpc
+    from google.protobuf.message import DecodeError
     from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+        ExportTraceServiceResponse,
+    )
 
     expected = _expected(token)
 
     class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
-        def Export(self, request: Any, context: Any) -> Any:
+        """``Export`` gets the raw request bytes (see :func:`_handler`) so that a body that is not
+        protobuf is INVALID_ARGUMENT with the reason, not grpcio's INTERNAL "Exception deserializing"."""
+
+        def Export(self, request: bytes, context: Any) -> Any:
             if expected is not None:
                 given = next((v for k, v in context.invocation_metadata() if k == "authorization"), None)
                 if not _token_ok(expected, given):
                     context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
             try:
-                accept(request)
+                message = ExportTraceServiceRequest.FromString(request)
+            except (DecodeError, ValueError) as exc:
+                malformed()
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                              f"not an OTLP protobuf ExportTraceServiceRequest: {exc}")
+            try:
+                accept(message)
             except OTLPError as exc:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             except Refused as exc:
@@ -116,14 +130,26 @@ def _servicer(accept: Accept, token: str | None) -> Any:
     return TraceService()
 
 
+def _handler(servicer: Any) -> Any:
+    """The TraceService handler with raw request bytes (our own, error-reporting decode)."""
+    import grpc
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+    return grpc.method_handlers_generic_handler(
+        "opentelemetry.proto.collector.trace.v1.TraceService",
+        {"Export": grpc.unary_unary_rpc_method_handler(
+            servicer.Export, request_deserializer=None,
+            response_serializer=ExportTraceServiceResponse.SerializeToString)})
+
+
 class GrpcReceiver:
     """OTLP/gRPC on ``protocol.endpoint``; ``port`` is the bound port (``:0`` picks a free one)."""
 
-    def __init__(self, accept: Accept, protocol: GrpcProtocol, token: str | None, workers: int = 8) -> None:
+    def __init__(self, accept: Accept, malformed: Malformed, protocol: GrpcProtocol, token: str | None,
+                 workers: int = 8) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         import grpc
-        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
         self.endpoint = protocol.endpoint
         self._server = grpc.server(
@@ -131,8 +157,7 @@ class GrpcReceiver:
             options=[("grpc.max_receive_message_length", protocol.max_recv_msg_size_mib * 1024 * 1024),
                      ("grpc.max_concurrent_streams", protocol.max_concurrent_streams)],
             maximum_concurrent_rpcs=workers * 4)
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            _servicer(accept, token), self._server)
+        self._server.add_generic_rpc_handlers((_handler(_servicer(accept, malformed, token)),))
         try:
             self.port = self._server.add_insecure_port(protocol.endpoint)
         except RuntimeError:
@@ -164,7 +189,7 @@ def _status_body(content_type: str | None, code: int, message: str) -> tuple[byt
     return status.SerializeToString(), "application/x-protobuf"
 
 
-def create_http_app(accept: Accept, protocol: HttpProtocol, token: str | None) -> Any:
+def create_http_app(accept: Accept, malformed: Malformed, protocol: HttpProtocol, token: str | None) -> Any:
     """The Starlette app of the OTLP/HTTP receiver."""
     from starlette.applications import Starlette
     from starlette.requests import Request
@@ -202,6 +227,10 @@ def create_http_app(accept: Accept, protocol: HttpProtocol, token: str | None) -
                          "(receivers.otlp.protocols.http.max_request_body_size)")
         try:
             message = decode_export_request(body, ctype, request.headers.get("content-encoding"), limit)
+        except OTLPError as exc:
+            malformed()
+            return error(ctype, 400, _INVALID_ARGUMENT, str(exc))
+        try:
             accept(message)
         except OTLPError as exc:
             return error(ctype, 400, _INVALID_ARGUMENT, str(exc))
@@ -232,8 +261,9 @@ def create_http_app(accept: Accept, protocol: HttpProtocol, token: str | None) -
 class HttpReceiver:
     """OTLP/HTTP served by uvicorn from a thread."""
 
-    def __init__(self, accept: Accept, protocol: HttpProtocol, token: str | None) -> None:
-        self._app = create_http_app(accept, protocol, token)
+    def __init__(self, accept: Accept, malformed: Malformed, protocol: HttpProtocol, token: str | None
+                 ) -> None:
+        self._app = create_http_app(accept, malformed, protocol, token)
         host, _, port = protocol.endpoint.rpartition(":")
         self.host = host.strip("[]") or "127.0.0.1"
         self._port = int(port)
