@@ -726,7 +726,7 @@ def start_gateway(
     env = {
         "CHRONOGRAPH_GATEWAY_GRPC_ENDPOINT": f"127.0.0.1:{ports['otlp_grpc']}",
         "CHRONOGRAPH_GATEWAY_HTTP_ENDPOINT": f"127.0.0.1:{ports['otlp_http']}",
-        "CHRONOGRAPH_GATEWAY_METRICS_ENDPOINT": f"127.0.0.1:{ports['metrics']}",
+        "CHRONOGRAPH_GATEWAY_TELEMETRY_ENDPOINT": f"127.0.0.1:{ports['metrics']}",
         **(extra_env or {}),
     }
     peer = ChronographGateway(name=name, argv=[str(CHRONOGRAPH_BIN), "gateway", "--config", str(config)],
