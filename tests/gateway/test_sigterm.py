@@ -25,14 +25,16 @@ def test_sigterm_derives_and_forwards_everything_pending(tmp_path: Path) -> None
                               metrics_endpoint=ENV_METRICS, protocols=ENV_PROTOCOLS)
         gateway = peers.start_gateway(tmp_path / "gw", config)
         try:
-            provider = sdk_provider("svc", GrpcSpanExporter(endpoint=gateway.otlp_grpc_endpoint, insecure=True))
+            exporter = GrpcSpanExporter(endpoint=gateway.otlp_grpc_endpoint, insecure=True)
+            provider = sdk_provider("svc", exporter)
             tracer = provider.get_tracer("t")
             for i in range(5):
                 with tracer.start_as_current_span(f"GET /{i}", kind=SpanKind.SERVER), \
                         tracer.start_as_current_span("work"):
                     pass
             provider.shutdown()
-            wait_until(lambda: metric_value(gateway.scrape(), "chronograph_gateway_spans_received_total") == 10,
+            received = "chronograph_gateway_spans_received_total"
+            wait_until(lambda: metric_value(gateway.scrape(), received) == 10,
                        what="the gateway to hold all ten spans")
             assert metric_value(gateway.scrape(), "chronograph_pending_traces") == 5
             assert sink.snapshot() == []  # decision_wait is ten minutes: nothing went out yet
