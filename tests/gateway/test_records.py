@@ -199,3 +199,22 @@ def _resource_spans_with(span: Span) -> Any:
     request = ExportTraceServiceRequest()
     request.resource_spans.add().scope_spans.add().spans.append(span)
     return request.resource_spans[0]
+
+
+scalar = st.one_of(st.text(max_size=20), st.booleans(), st.integers(-(2**63), 2**63 - 1),
+                   st.floats(allow_nan=False))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text(min_size=1, max_size=30), st.one_of(scalar, st.lists(scalar, max_size=3)
+                                                                  .map(tuple)), max_size=8),
+       st.booleans())
+def test_annotation_on_the_wire_equals_setting_the_attributes(attributes: dict[str, Any], coded: bool) -> None:
+    span = Span(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, name="GET /r")
+    kv = span.attributes.add()
+    kv.key, kv.value.string_value = ("chronograph.command" if coded else "http.route"), "x"
+    out = Span.FromString(annotated_span(span.SerializeToString(), attributes))
+    got = {kv.key: value_from_proto(kv.value) for kv in out.attributes}
+    assert {k: got[k] for k in attributes} == attributes
+    assert len(out.attributes) == len(set(got))  # no key twice
+    assert out.name == "GET /r"

@@ -128,7 +128,7 @@ class LeanDecoder:
                         s.name, _kind(s.kind), start, s.end_time_unix_nano or start, attrs,
                         [EventRecord(e.name, e.time_unix_nano,
                                      {kv.key: value_from_proto(kv.value) for kv in e.attributes})
-                         for e in s.events] if len(s.events) else [],
+                         for e in s.events] if len(s.events) else (),
                         error, status.message if error and status.message else None, resource,
                         _remote(s.flags), raw)
                     r.origin = origin

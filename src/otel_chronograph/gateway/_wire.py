@@ -9,12 +9,13 @@ SDK objects or re-parsed. Only a lap root is parsed again, to add the ``chronogr
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .._lap import Lap
 from ..engine._derive import lap_attributes
-from ._records import GatewayRecord, ld
+from ._records import GatewayRecord, ld, varint
 
 __all__ = ["Batch", "annotated_span", "batches", "set_any_value"]
 
@@ -22,6 +23,10 @@ MAX_REQUEST_BYTES = 3 * 1024 * 1024  # under gRPC's default 4 MiB receive limit,
 MAX_REQUEST_SPANS = 8192
 
 Batch = tuple[bytes, int]  # (serialized ExportTraceServiceRequest, span count)
+
+_DOUBLE = struct.Struct("<d")
+_SMALL = 16384  # spans shorter than this (nearly all) get their field header from a table
+_SPAN_PREFIX = [b"\x12" + varint(n) for n in range(_SMALL)]
 
 
 def set_any_value(target: Any, value: Any) -> None:
@@ -36,14 +41,40 @@ def set_any_value(target: Any, value: Any) -> None:
         target.bytes_value = value
     elif isinstance(value, (list, tuple)):
         array = target.array_value
+        array.SetInParent()  # an empty array is still an array
         for item in value:
             set_any_value(array.values.add(), item)
     else:
         target.string_value = str(value)
 
 
+def _key_value(key: str, value: Any) -> bytes:
+    """One serialized ``KeyValue`` (strings, bools, ints and floats written directly)."""
+    if isinstance(value, str):
+        any_value = ld(b"\x0a", value.encode())
+    elif isinstance(value, bool):
+        any_value = b"\x10\x01" if value else b"\x10\x00"
+    elif isinstance(value, int) and -(2**63) <= value < 2**63:
+        any_value = b"\x18" + varint(value & 0xFFFFFFFFFFFFFFFF)
+    elif isinstance(value, float):
+        any_value = b"\x21" + _DOUBLE.pack(value)
+    else:
+        from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+        message = AnyValue()
+        set_any_value(message, value)
+        any_value = message.SerializeToString()
+    return ld(b"\x0a", key.encode()) + ld(b"\x12", any_value)
+
+
 def annotated_span(raw: bytes, attributes: Mapping[str, Any]) -> bytes:
-    """A copy of the serialized span with ``attributes`` set (replacing keys it already had)."""
+    """A copy of the serialized span with ``attributes`` set (replacing keys it already had).
+
+    Repeated fields concatenate in the wire format, so the new ``KeyValue``s are appended to the
+    span's bytes; only a span that already has ``chronograph.*`` keys is parsed to replace them."""
+    extra = b"".join(ld(b"\x4a", _key_value(k, v)) for k, v in attributes.items())
+    if b"chronograph." not in raw and all(k.startswith("chronograph.") for k in attributes):
+        return raw + extra
     from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
     span = Span.FromString(raw)
@@ -52,12 +83,8 @@ def annotated_span(raw: bytes, attributes: Mapping[str, Any]) -> bytes:
         kept = [kv for kv in existing if kv.key not in attributes]
         del existing[:]
         existing.extend(kept)
-    for key, value in attributes.items():
-        kv = existing.add()
-        kv.key = key
-        set_any_value(kv.value, value)
     out: bytes = span.SerializeToString()
-    return out
+    return out + extra
 
 
 def annotate_root(record: GatewayRecord, lap: Lap) -> bytes:
@@ -73,7 +100,9 @@ def _encode(items: Sequence[tuple[tuple[bytes, bytes], bytes]]) -> bytes:
         spans = scopes.get(scope)
         if spans is None:
             spans = scopes[scope] = []
-        spans.append(ld(b"\x12", raw))
+        n = len(raw)
+        spans.append(_SPAN_PREFIX[n] if n < _SMALL else b"\x12" + varint(n))
+        spans.append(raw)
     out = []
     for resource, scopes in by_resource.items():
         body = [resource]
