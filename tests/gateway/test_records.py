@@ -209,7 +209,8 @@ scalar = st.one_of(st.text(max_size=20), st.booleans(), st.integers(-(2**63), 2*
 @given(st.dictionaries(st.text(min_size=1, max_size=30), st.one_of(scalar, st.lists(scalar, max_size=3)
                                                                   .map(tuple)), max_size=8),
        st.booleans())
-def test_annotation_on_the_wire_equals_setting_the_attributes(attributes: dict[str, Any], coded: bool) -> None:
+def test_annotation_on_the_wire_equals_setting_the_attributes(attributes: dict[str, Any],
+                                                              coded: bool) -> None:
     span = Span(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, name="GET /r")
     kv = span.attributes.add()
     kv.key, kv.value.string_value = ("chronograph.command" if coded else "http.route"), "x"
