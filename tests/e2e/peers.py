@@ -273,6 +273,7 @@ class Jaeger(Peer):
         start_max: float | None = None,
         operation: str | None = None,
         num_traces: int = 100,
+        raw: bool = False,
     ) -> list[dict[str, Any]]:
         """Spans of the traces of ``service`` (``/api/v3/traces``), flattened.
 
@@ -289,6 +290,8 @@ class Jaeger(Peer):
         }
         if operation:
             params["query.operation_name"] = operation
+        if raw:
+            params["query.raw_traces"] = "true"
         status, body = http_get_json(f"{self.query_url}/api/v3/traces?{urllib.parse.urlencode(params)}")
         if status == 404:  # "No traces found"
             return []
@@ -296,8 +299,11 @@ class Jaeger(Peer):
             raise PeerError(f"jaeger /api/v3/traces returned {status}: {body!r}")
         return flatten_otlp_spans(body.get("result") or {})
 
-    def get_trace(self, trace_id_hex: str) -> list[dict[str, Any]]:
-        status, body = http_get_json(f"{self.query_url}/api/v3/traces/{trace_id_hex}")
+    def get_trace(self, trace_id_hex: str, raw: bool = False) -> list[dict[str, Any]]:
+        """The trace's spans; ``raw`` asks for them as stored (``raw_traces=true``: no adjusters, so a
+        span exported twice shows twice instead of being deduplicated)."""
+        query = "?raw_traces=true" if raw else ""
+        status, body = http_get_json(f"{self.query_url}/api/v3/traces/{trace_id_hex}{query}")
         if status == 404:
             return []
         if status != 200:
@@ -717,10 +723,12 @@ def start_gateway(
     name: str = "gateway",
     extra_env: Mapping[str, str] | None = None,
     timeout: float = DEFAULT_START_TIMEOUT,
+    prefix: list[str] | None = None,
 ) -> ChronographGateway:
     """Start ``chronograph gateway --config config``. The config reads its endpoints from
     ``CHRONOGRAPH_GATEWAY_{GRPC,HTTP,METRICS}_ENDPOINT`` (as collector-config/chronograph-gateway.yaml
-    does); they are set to ``ports`` (free ports by default)."""
+    does); they are set to ``ports`` (free ports by default). ``prefix`` goes before the command
+    (``taskset -c 0`` in the benchmark)."""
     workdir.mkdir(parents=True, exist_ok=True)
     ports = dict(ports or gateway_ports())
     env = {
@@ -729,7 +737,8 @@ def start_gateway(
         "CHRONOGRAPH_GATEWAY_TELEMETRY_ENDPOINT": f"127.0.0.1:{ports['metrics']}",
         **(extra_env or {}),
     }
-    peer = ChronographGateway(name=name, argv=[str(CHRONOGRAPH_BIN), "gateway", "--config", str(config)],
+    argv = [*(prefix or ()), str(CHRONOGRAPH_BIN), "gateway", "--config", str(config)]
+    peer = ChronographGateway(name=name, argv=argv,
                               workdir=workdir, env=env, ports=ports)
     peer.start()
     try:

@@ -76,10 +76,11 @@ def scrape(port: int) -> str:
 
 
 def metric_value(text: str, name: str, **labels: str) -> float:
-    """Sum of the samples of ``name`` whose labels include ``labels`` (0 when absent)."""
+    """Sum of the samples of ``name`` (or ``name_total``) whose labels include ``labels`` (0 when
+    absent)."""
     total = 0.0
     for line in text.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
+        if not any(line.startswith(n + "{") or line.startswith(n + " ") for n in (name, name + "_total")):
             continue
         head, _, value = line.rpartition(" ")
         if all(f'{k}="{v}"' in head for k, v in labels.items()):
