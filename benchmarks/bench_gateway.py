@@ -207,9 +207,11 @@ def run_collector_rates(workdir: Path, rates: list[int], seconds: float) -> list
             offered, wall = telemetrygen(collector.otlp_grpc_endpoint, rate, seconds)
             accepted_name = "otelcol_receiver_accepted_spans"
             refused_name = "otelcol_receiver_refused_spans"
+            released_name = "otelcol_processor_groupbytrace_spans_released"
+
             def released() -> bool:
                 text = scrape()
-                return total(text, "otelcol_processor_groupbytrace_spans_released") >= total(text, accepted_name)
+                return total(text, released_name) >= total(text, accepted_name)
 
             peers.wait_until(released, 60, "groupbytrace to release every trace")
             cpu = cpu_seconds(pid) - cpu0
