@@ -196,6 +196,13 @@ def run_collector_rates(workdir: Path, rates: list[int], seconds: float) -> list
         status, body = peers.http_get(metrics_url)
         return body.decode() if status == 200 else ""
 
+    accepted_name = "otelcol_receiver_accepted_spans"
+    refused_name = "otelcol_receiver_refused_spans"
+
+    def released() -> bool:
+        text = scrape()
+        return total(text, "otelcol_processor_groupbytrace_spans_released") >= total(text, accepted_name)
+
     rows = []
     try:
         collector.wait_http_ok(f"http://127.0.0.1:{ports['health']}/", 60)
@@ -205,14 +212,6 @@ def run_collector_rates(workdir: Path, rates: list[int], seconds: float) -> list
             before = scrape()
             cpu0 = cpu_seconds(pid)
             offered, wall = telemetrygen(collector.otlp_grpc_endpoint, rate, seconds)
-            accepted_name = "otelcol_receiver_accepted_spans"
-            refused_name = "otelcol_receiver_refused_spans"
-            released_name = "otelcol_processor_groupbytrace_spans_released"
-
-            def released() -> bool:
-                text = scrape()
-                return total(text, released_name) >= total(text, accepted_name)
-
             peers.wait_until(released, 60, "groupbytrace to release every trace")
             cpu = cpu_seconds(pid) - cpu0
             after = scrape()
