@@ -131,22 +131,30 @@ service:
 
 
 def telemetrygen(endpoint: str, spans_per_s: int, seconds: float) -> tuple[int, float]:
-    """Offer ``spans_per_s`` for ``seconds``; (spans offered, wall seconds). telemetrygen's ``--rate`` is
-    spans per second per worker; one worker reaches about 1,000 spans/s here, so one per 1,000."""
+    """Offer ``spans_per_s`` for ``seconds``; (spans offered, wall seconds).
+
+    telemetrygen's ``--rate`` is spans per second per worker (one worker reaches about 1,000 spans/s
+    here), and all workers of a process share one batch span processor with one export in flight: a
+    single process measures the server's latency more than its throughput. So the load is spread over
+    processes of at most 5,000 spans/s each, as many apps would send it."""
     binary = peers._require_binary(peers.PEERS_BIN / "telemetrygen")
-    workers = max(1, -(-spans_per_s // 1000))
+    processes = max(1, -(-spans_per_s // 5000))
+    per_process = spans_per_s / processes
+    workers = max(1, -(-int(per_process) // 1000))
     argv = [str(binary), "traces", "--otlp-endpoint", endpoint, "--otlp-insecure",
-            "--rate", f"{spans_per_s / workers:.3f}", "--workers", str(workers),
+            "--rate", f"{per_process / workers:.3f}", "--workers", str(workers),
             "--duration", f"{seconds}s", "--child-spans", str(SPANS_PER_TRACE - 1), "--service", "bench",
             "--batch-size", "512"]
     t0 = time.monotonic()
-    proc = subprocess.run(taskset(LOAD_CORE, argv), capture_output=True, text=True, timeout=seconds + 120,
-                          check=False)
+    procs = [subprocess.Popen(taskset(LOAD_CORE, argv), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True) for _ in range(processes)]
+    outputs = [p.communicate(timeout=seconds + 120)[1] for p in procs]
     wall = time.monotonic() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"telemetrygen failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    traces = sum(int(n) for n in re.findall(r'traces generated\s+\{"worker": \d+, "traces": (\d+)\}',
-                                             proc.stderr))
+    for p, err in zip(procs, outputs, strict=True):
+        if p.returncode != 0:
+            raise RuntimeError(f"telemetrygen failed ({p.returncode}): {err[-2000:]}")
+    traces = sum(int(n) for err in outputs
+                 for n in re.findall(r'traces generated\s+\{"worker": \d+, "traces": (\d+)\}', err))
     return traces * SPANS_PER_TRACE, wall
 
 
@@ -158,11 +166,11 @@ def run_gateway_rates(workdir: Path, rates: list[int], seconds: float) -> list[d
         pid = gw.proc.pid
         for rate in rates:
             before = gw.scrape()
-            cpu0 = cpu_seconds(pid)
+            cpu0, t0 = cpu_seconds(pid), time.monotonic()
             offered, wall = telemetrygen(gw.otlp_grpc_endpoint, rate, seconds)
             peers.wait_until(lambda: total(gw.scrape(), "chronograph_pending_traces") == 0, 60,
                              "the gateway to decide every trace")
-            cpu = cpu_seconds(pid) - cpu0
+            cpu, elapsed = cpu_seconds(pid) - cpu0, time.monotonic() - t0
             after = gw.scrape()
             received = total(after, "chronograph_gateway_spans_received_total") - \
                 total(before, "chronograph_gateway_spans_received_total")
@@ -172,7 +180,7 @@ def run_gateway_rates(workdir: Path, rates: list[int], seconds: float) -> list[d
             hist_before = buckets(before, "chronograph_gateway_lap_delay_milliseconds")
             hist_after = buckets(after, "chronograph_gateway_lap_delay_milliseconds")
             rows.append({"rate": rate, "offered": offered, "received": received, "refused": refused,
-                         "laps": laps, "wall": wall, "cpu": cpu,
+                         "laps": laps, "wall": wall, "cpu": cpu, "elapsed": elapsed,
                          "p50": quantile(hist_before, hist_after, 0.5),
                          "p99": quantile(hist_before, hist_after, 0.99), "rss": peak_rss_mib(pid)})
     finally:
@@ -210,15 +218,15 @@ def run_collector_rates(workdir: Path, rates: list[int], seconds: float) -> list
         pid = collector.proc.pid
         for rate in rates:
             before = scrape()
-            cpu0 = cpu_seconds(pid)
+            cpu0, t0 = cpu_seconds(pid), time.monotonic()
             offered, wall = telemetrygen(collector.otlp_grpc_endpoint, rate, seconds)
             peers.wait_until(released, 60, "groupbytrace to release every trace")
-            cpu = cpu_seconds(pid) - cpu0
+            cpu, elapsed = cpu_seconds(pid) - cpu0, time.monotonic() - t0
             after = scrape()
             rows.append({"rate": rate, "offered": offered,
                          "received": total(after, accepted_name) - total(before, accepted_name),
                          "refused": total(after, refused_name) - total(before, refused_name),
-                         "wall": wall, "cpu": cpu, "rss": peak_rss_mib(pid)})
+                         "wall": wall, "cpu": cpu, "elapsed": elapsed, "rss": peak_rss_mib(pid)})
     finally:
         collector.stop()
     return rows
@@ -232,7 +240,8 @@ def report_rates(title: str, rows: list[dict[str, Any]], seconds: float) -> None
                 f"accepted {r['received'] / seconds:>7,.0f}/s "
                 f"({r['received']:,.0f} of {r['offered']:,}), refused {r['refused']:,.0f}, "
                 f"CPU {r['cpu'] / max(r['received'], 1) * 1e6:.1f} us/span "
-                f"({r['cpu'] / seconds * 100:.0f}% of a core), peak RSS {r['rss']:.0f} MiB")
+                f"({r['cpu'] / r['elapsed'] * 100:.0f}% of a core until drained), "
+                f"peak RSS {r['rss']:.0f} MiB")
         if "p50" in r:
             line += f", lap delay p50 {r['p50']:.0f} ms p99 {r['p99']:.0f} ms, laps {r['laps']:,.0f}"
         print(line + ("" if sustained else "  <- not sustained"))

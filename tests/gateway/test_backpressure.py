@@ -109,6 +109,24 @@ def test_at_the_pending_bound_new_traces_are_refused_then_accepted_when_drained(
     assert sorted(s["name"] for s in sink.snapshot()) == ["op 1", "op 1", "op 1", "op 2", "op 3", "op 4"]
 
 
+def test_a_gateway_that_falls_behind_refuses_new_traces_until_it_catches_up(tmp_path: Path,
+                                                                          sink: GrpcSink) -> None:
+    """Unit-level: the worker's lag is set by hand (making it CPU-bound for real would be slow)."""
+    config = write_config(tmp_path, {"otlp_grpc": sink.exporter()}, {"laps": {"decision_wait": "1s"}})
+    with running_gateway(config) as gw:
+        http = port_of(gw, "http")
+        assert post(http, one_trace(1)).status_code == 200
+        gw.lag_s = gw.max_lag_s + 1  # as if deciding 2 s late
+        refused = post(http, one_trace(2))
+        assert refused.status_code == 429
+        assert "decides traces 2.0s late" in status_pb2.Status.FromString(refused.content).message
+        more = one_trace(1, spans=2)
+        del more.resource_spans[0].scope_spans[0].spans[0]
+        assert post(http, more).status_code == 200  # spans of a pending trace are still taken
+        wait_until(lambda: gw.lag_s <= gw.max_lag_s, what="the worker to catch up")  # it measures again
+        assert post(http, one_trace(2)).status_code == 200
+
+
 def test_the_sdk_exporter_retries_until_the_gateway_has_room(tmp_path: Path, sink: GrpcSink) -> None:
     config = write_config(tmp_path, {"otlp_grpc": sink.exporter()},
                           {"laps": {"decision_wait": "300ms", "max_pending_traces": 1}})

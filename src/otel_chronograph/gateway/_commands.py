@@ -83,6 +83,10 @@ def _run(cfg: object) -> int:
     signal.signal(signal.SIGINT, on_signal)
     try:
         gw = Gateway(cfg, token=os.environ.get(TOKEN_ENV) or None)
+    except ImportError as exc:
+        click.echo(f"chronograph gateway: {exc.name or exc} is not installed: "
+                   "pip install 'otel-chronograph[gateway]'", err=True)
+        return 1
     except (RuntimeError, ConfigError, OSError) as exc:
         click.echo(f"chronograph gateway: {exc}", err=True)
         return 1

@@ -66,6 +66,11 @@ class Gateway:
                                    or _DEFAULT_QUEUE, getattr(ecfg, "retry_on_failure", None) or _NO_RETRY)
                        for cid, (etype, ecfg) in config.exporters.items()]
         self._idle_s = min(cfg.laps.decision_wait, _IDLE_S) or 0.01
+        self._wait_ns = int(cfg.laps.decision_wait * 1e9)
+        # How late the worker decides traces (s past their decision_wait); past max_lag_s the gateway
+        # takes no new traces: CPU-bound, it says so instead of letting the lap delay and memory grow.
+        self.lag_s = 0.0
+        self.max_lag_s = max(1.0, cfg.laps.decision_wait)
         self._worker = Worker("chronograph-gateway-decide", self._decide, self._idle_s)
         self._lock = threading.Lock()
         self._accepting = True
@@ -160,20 +165,32 @@ class Gateway:
                 self.rejected["queue"] += len(records)
             raise Refused(f"exporter {full.name}'s sending queue is full; retry later", 1.0, "queue")
         buffer = self.buffer
-        if len(buffer) and buffer.full(buffer.new_traces({r.trace_id for r in records})):
-            with self._lock:
-                self.rejected["pending"] += len(records)
-            stats = buffer.stats
-            stats.refused += 1
-            raise Refused(f"{len(buffer)} traces pending (laps.max_pending_traces); retry later",
-                          (buffer.next_due_s() or 0.0) + 0.5, "pending")
+        if not len(buffer):
+            return
+        new = buffer.new_traces({r.trace_id for r in records})
+        if not new:
+            return  # more spans of pending traces: always taken
+        if buffer.full(new):
+            reason = f"{len(buffer)} traces pending (laps.max_pending_traces)"
+        elif self.lag_s > self.max_lag_s:
+            reason = f"the gateway decides traces {self.lag_s:.1f}s late (CPU-bound)"
+        else:
+            return
+        with self._lock:
+            self.rejected["pending"] += len(records)
+        buffer.stats.refused += 1
+        raise Refused(f"{reason}; retry later", (buffer.next_due_s() or 0.0) + 0.5, "pending")
 
     # -- deciding and forwarding ----------------------------------------------------------------
 
     def _decide(self) -> float | None:
         due = self.buffer.due()
         if due:
+            oldest = min(t.last_ns for t in due)
+            self.lag_s = max((time.monotonic_ns() - oldest - self._wait_ns) / 1e9, 0.0)
             self._forward(due)
+        elif not len(self.buffer):
+            self.lag_s = 0.0
         wait = self.buffer.next_due_s()
         return self._idle_s if wait is None else wait + 0.001
 
