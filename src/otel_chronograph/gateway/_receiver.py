@@ -156,7 +156,9 @@ class GrpcReceiver:
             ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chronograph-grpc"),
             options=[("grpc.max_receive_message_length", protocol.max_recv_msg_size_mib * 1024 * 1024),
                      ("grpc.max_concurrent_streams", protocol.max_concurrent_streams)],
-            maximum_concurrent_rpcs=workers * 4)
+            # Beyond this grpcio itself answers RESOURCE_EXHAUSTED without RetryInfo, which the Collector
+            # does not retry: high, so that the gateway's own refusals (with RetryInfo) come first.
+            maximum_concurrent_rpcs=128)
         self._server.add_generic_rpc_handlers((_handler(_servicer(accept, malformed, token)),))
         try:
             self.port = self._server.add_insecure_port(protocol.endpoint)

@@ -18,13 +18,16 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from opentelemetry.trace import SpanKind
+
 from .._config import ChronographConfig, MatchSpec
 from ..engine._records import EMPTY, EventRecord, SpanRecord
-from ..sources._otlp import _id, _kind, _remote, value_from_proto
+from ..sources._otlp import _KINDS, _id, value_from_proto
 
 __all__ = ["GatewayRecord", "LeanDecoder", "attribute_keys", "ld"]
 
 _STATUS_ERROR = 2
+INTERNAL = SpanKind.INTERNAL
 # What derivation reads from span attributes whatever the configuration (engine/_derive.py, _scope.py).
 _ALWAYS = ("chronograph.lap", "chronograph.command", "chronograph.tier", "chronograph.customer",
            "chronograph.score", "chronograph.sector", "http.route", "http.request.method", "http.method",
@@ -106,6 +109,7 @@ class LeanDecoder:
         out: list[GatewayRecord] = []
         append = out.append
         keys, probe = self.keys, self._probe
+        from_bytes, kinds, last_tid, trace_id = int.from_bytes, _KINDS, b"", 0
         for rs in resource_spans:
             resource = ({kv.key: value_from_proto(kv.value) for kv in rs.resource.attributes}
                         if rs.HasField("resource") else {})
@@ -118,19 +122,29 @@ class LeanDecoder:
                         found = {kv.key: value_from_proto(kv.value) for kv in s.attributes if kv.key in keys}
                         if found:
                             attrs = found
+                    tid = s.trace_id
+                    if tid != last_tid:  # a request's spans come in runs of one trace: convert once
+                        trace_id = _id(tid, "trace_id", 16)
+                        last_tid = tid
+                    sid = s.span_id
+                    if len(sid) != 8:
+                        _id(sid, "span_id", 8)
                     parent_raw = s.parent_span_id
                     status = s.status
                     error = status.code == _STATUS_ERROR
                     start = s.start_time_unix_nano
+                    kind = s.kind
+                    flags = s.flags
                     r = GatewayRecord(
-                        _id(s.trace_id, "trace_id", 16), _id(s.span_id, "span_id", 8),
+                        trace_id, from_bytes(sid, "big"),
                         _id(parent_raw, "parent_span_id", 8) if parent_raw else None,
-                        s.name, _kind(s.kind), start, s.end_time_unix_nano or start, attrs,
+                        s.name, kinds[kind] if 0 <= kind < 6 else INTERNAL, start,
+                        s.end_time_unix_nano or start, attrs,
                         [EventRecord(e.name, e.time_unix_nano,
                                      {kv.key: value_from_proto(kv.value) for kv in e.attributes})
                          for e in s.events] if len(s.events) else (),
                         error, status.message if error and status.message else None, resource,
-                        _remote(s.flags), raw)
+                        bool(flags & 0x200) if flags & 0x100 else None, raw)
                     r.origin = origin
                     append(r)
         return out
