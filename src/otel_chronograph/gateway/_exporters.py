@@ -436,6 +436,8 @@ class ExportQueue:
             self._cond.notify_all()
 
     def shutdown(self, deadline: Deadline) -> bool:
+        """Drain within the deadline; False when anything was given up on the way."""
+        failed_before = self.failed_spans
         self.begin_shutdown(deadline)
         ok = self.drain(deadline)
         for w in self._workers:
@@ -450,4 +452,4 @@ class ExportQueue:
             self.sender.close()
         except Exception:
             log_once(f"close-{self.name}", "chronograph gateway: exporter %s failed to close", self.name)
-        return ok and not left
+        return ok and self.failed_spans == failed_before
