@@ -43,9 +43,13 @@ def varint(n: int) -> bytes:
     return bytes(out)
 
 
+_SHORT = [varint(n) for n in range(16384)]  # lengths of nearly every field: a table, not a loop
+
+
 def ld(tag: bytes, payload: bytes) -> bytes:
     """A length-delimited protobuf field: tag, length, payload."""
-    return tag + varint(len(payload)) + payload
+    n = len(payload)
+    return tag + (_SHORT[n] if n < 16384 else varint(n)) + payload
 
 
 class GatewayRecord(SpanRecord):

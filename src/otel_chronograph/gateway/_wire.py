@@ -10,7 +10,7 @@ SDK objects or re-parsed. Only a lap root is parsed again, to add the ``chronogr
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from .._lap import Lap
@@ -48,6 +48,9 @@ def set_any_value(target: Any, value: Any) -> None:
         target.string_value = str(value)
 
 
+_KEY_FIELDS: dict[str, bytes] = {}  # encoded "key" fields of the (few, recurring) chronograph.* keys
+
+
 def _key_value(key: str, value: Any) -> bytes:
     """One serialized ``KeyValue`` (strings, bools, ints and floats written directly)."""
     if isinstance(value, str):
@@ -64,7 +67,12 @@ def _key_value(key: str, value: Any) -> bytes:
         message = AnyValue()
         set_any_value(message, value)
         any_value = message.SerializeToString()
-    return ld(b"\x0a", key.encode()) + ld(b"\x12", any_value)
+    field = _KEY_FIELDS.get(key)
+    if field is None:
+        field = ld(b"\x0a", key.encode())
+        if len(_KEY_FIELDS) < 4096:
+            _KEY_FIELDS[key] = field
+    return ld(b"\x4a", field + ld(b"\x12", any_value))
 
 
 def annotated_span(raw: bytes, attributes: Mapping[str, Any]) -> bytes:
@@ -72,7 +80,7 @@ def annotated_span(raw: bytes, attributes: Mapping[str, Any]) -> bytes:
 
     Repeated fields concatenate in the wire format, so the new ``KeyValue``s are appended to the
     span's bytes; only a span that already has ``chronograph.*`` keys is parsed to replace them."""
-    extra = b"".join(ld(b"\x4a", _key_value(k, v)) for k, v in attributes.items())
+    extra = b"".join([_key_value(k, v) for k, v in attributes.items()])
     if b"chronograph." not in raw and all(k.startswith("chronograph.") for k in attributes):
         return raw + extra
     from opentelemetry.proto.trace.v1.trace_pb2 import Span
@@ -91,20 +99,9 @@ def annotate_root(record: GatewayRecord, lap: Lap) -> bytes:
     return annotated_span(record.source, lap_attributes(lap))
 
 
-def _encode(items: Sequence[tuple[tuple[bytes, bytes], bytes]]) -> bytes:
-    by_resource: dict[bytes, dict[bytes, list[bytes]]] = {}
-    for (resource, scope), raw in items:
-        scopes = by_resource.get(resource)
-        if scopes is None:
-            scopes = by_resource[resource] = {}
-        spans = scopes.get(scope)
-        if spans is None:
-            spans = scopes[scope] = []
-        n = len(raw)
-        spans.append(_SPAN_PREFIX[n] if n < _SMALL else b"\x12" + varint(n))
-        spans.append(raw)
+def _encode(groups: dict[bytes, dict[bytes, list[bytes]]]) -> bytes:
     out = []
-    for resource, scopes in by_resource.items():
+    for resource, scopes in groups.items():
         body = [resource]
         body.extend(ld(b"\x12", scope + b"".join(spans)) for scope, spans in scopes.items())
         out.append(ld(b"\x0a", b"".join(body)))
@@ -114,17 +111,29 @@ def _encode(items: Sequence[tuple[tuple[bytes, bytes], bytes]]) -> bytes:
 def batches(records: Iterable[GatewayRecord], replaced: Mapping[int, bytes] | None = None
             ) -> Iterator[Batch]:
     """Export requests holding ``records`` (``replaced``: ``id(record)`` -> the bytes to send instead,
-    for annotated roots), each under the size and span limits."""
-    items: list[tuple[tuple[bytes, bytes], bytes]] = []
-    size = 0
+    for annotated roots), each under the size and span limits; spans regrouped under their resource
+    and scope in one pass."""
+    groups: dict[bytes, dict[bytes, list[bytes]]] = {}
+    count = size = 0
+    prefix, small = _SPAN_PREFIX, _SMALL
     for r in records:
         raw = r.source
         if replaced:
             raw = replaced.get(id(r), raw)
-        if items and (size + len(raw) > MAX_REQUEST_BYTES or len(items) >= MAX_REQUEST_SPANS):
-            yield _encode(items), len(items)
-            items, size = [], 0
-        items.append((r.origin, raw))
-        size += len(raw) + 8
-    if items:
-        yield _encode(items), len(items)
+        n = len(raw)
+        if count and (size + n > MAX_REQUEST_BYTES or count >= MAX_REQUEST_SPANS):
+            yield _encode(groups), count
+            groups, count, size = {}, 0, 0
+        resource, scope = r.origin
+        scopes = groups.get(resource)
+        if scopes is None:
+            scopes = groups[resource] = {}
+        spans = scopes.get(scope)
+        if spans is None:
+            spans = scopes[scope] = []
+        spans.append(prefix[n] if n < small else b"\x12" + varint(n))
+        spans.append(raw)
+        count += 1
+        size += n + 8
+    if count:
+        yield _encode(groups), count
