@@ -81,6 +81,7 @@ class Gateway:
         self.forwarded_at_once = 0  # late spans and spans over the per-trace limit
         self.pending_at_shutdown = 0
         self.annotate_failures = 0
+        self.forward_failures = 0  # spans of decided traces that could not be handed to the exporters
         self._delay = self._register_metrics(mp)
 
     # -- metrics --------------------------------------------------------------------------------
@@ -188,11 +189,20 @@ class Gateway:
         if due:
             oldest = min(t.last_ns for t in due)
             self.lag_s = max((time.monotonic_ns() - oldest - self._wait_ns) / 1e9, 0.0)
-            self._forward(due)
+            self._forward_safely(due)
         elif not len(self.buffer):
             self.lag_s = 0.0
         wait = self.buffer.next_due_s()
         return self._idle_s if wait is None else wait + 0.001
+
+    def _forward_safely(self, traces: list[PendingTrace]) -> None:
+        try:
+            self._forward(traces)
+        except Exception:  # a bug must not silently lose the traces the buffer handed out
+            self.forward_failures += sum(len(t.records) for t in traces)
+            self.engine.failures[0] += 1
+            log_once("forward", "chronograph gateway: failed to forward decided traces (counted in "
+                     "chronograph.failures)")
 
     def _forward(self, traces: list[PendingTrace]) -> None:
         replaced: dict[int, bytes] = {}
@@ -250,7 +260,7 @@ class Gateway:
         for q in self.queues:
             q.begin_shutdown(deadline)
         if pending:
-            self._forward(pending)
+            self._forward_safely(pending)
         ok = all([q.shutdown(deadline) for q in self.queues])
         ok = self.engine.shutdown(deadline) and ok
         self.telemetry.shutdown(deadline.left() or 1.0)
