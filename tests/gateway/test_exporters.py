@@ -109,3 +109,20 @@ def test_exporter_unreachable_at_shutdown_is_counted(tmp_path: Path) -> None:
     assert gw.stop(Deadline(2.0)) is False
     assert time.monotonic() - started < 10
     assert gw.queues[0].failed_spans == 1
+
+
+def test_metrics_go_out_through_the_metrics_pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+
+    monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "200")
+    with OTLPReceiver() as rx:
+        config = write_config(tmp_path, {"otlp_http": {"endpoint": rx.endpoint}}, FAST, metrics_endpoint=None)
+        doc = yaml.safe_load(config.read_text())
+        doc["service"]["pipelines"]["metrics"] = {"exporters": ["otlp_http"]}
+        config.write_text(yaml.safe_dump(doc))
+        with running_gateway(config) as gw:
+            assert post(port_of(gw, "http"), one_trace(4, spans=2)).status_code == 200
+            rx.wait_for(lambda: bool(rx.metric("chronograph.lap.duration")) and any(
+                m["sum"]["dataPoints"][0].get("asInt") == "2"
+                for m in rx.metric("chronograph.gateway.spans.received")), what="lap and gateway metrics")
+            assert rx.metric("chronograph.pending_traces")
