@@ -95,6 +95,7 @@ class OTLPReceiver:
             for rm in doc.get("resourceMetrics", []):
                 for sm in rm.get("scopeMetrics", []):
                     for metric in sm.get("metrics", []):
+                        metric["scope"] = sm.get("scope", {})
                         self.metrics.append(metric)
 
     def metric(self, name: str) -> list[dict[str, Any]]:

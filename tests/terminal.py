@@ -37,13 +37,20 @@ def unsafe_characters(output: str) -> list[str]:
     return _UNSAFE.findall(_SGR.sub("", output.replace("\r\n", "\n")))
 
 
+def _controlling_tty() -> None:  # in the child, after setsid(): the pty on fd 0 becomes its terminal
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
 def run_in_pty(argv: Sequence[str], env: Mapping[str, str], timeout_s: float = 60.0,
-               columns: int = 160) -> tuple[int, str]:
-    """Run ``argv`` with stdin, stdout and stderr on a fresh pseudo-terminal; everything it wrote."""
+               columns: int = 160, answer: tuple[bytes, bytes] | None = None) -> tuple[int, str]:
+    """Run ``argv`` with stdin, stdout and stderr on a fresh pseudo-terminal; everything it wrote.
+
+    ``answer=(prompt, keys)``: the pty is the command's controlling terminal (so keys such as Ctrl-C send
+    signals), and ``keys`` are typed once the output contains ``prompt``."""
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
     proc = subprocess.Popen(list(argv), stdin=slave, stdout=slave, stderr=slave, env=dict(env),
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_controlling_tty if answer else None)
     os.close(slave)
     chunks: list[bytes] = []
     deadline = time.monotonic() + timeout_s
@@ -60,6 +67,9 @@ def run_in_pty(argv: Sequence[str], env: Mapping[str, str], timeout_s: float = 6
             if not data:
                 break
             chunks.append(data)
+            if answer is not None and answer[0] in b"".join(chunks):
+                os.write(master, answer[1])
+                answer = None
         code = proc.wait(timeout_s)
     finally:
         os.close(master)

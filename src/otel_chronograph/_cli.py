@@ -16,6 +16,8 @@ __all__ = ["main"]
 _LAZY: dict[str, str] = {
     "demo": "otel_chronograph._demo:demo_command",
     "derive": "otel_chronograph._derive_cli:derive_command",
+    "exec": "otel_chronograph.exec._commands:exec_command",
+    "exec-server": "otel_chronograph.exec._commands:exec_server",
     "gateway": "otel_chronograph.gateway._commands:gateway",
     "billing": "otel_chronograph.billing._commands:billing",
     "laps": "otel_chronograph.recorder._commands:laps",

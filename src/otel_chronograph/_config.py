@@ -24,6 +24,11 @@ __all__ = [
     "ChronographConfig",
     "ConfigError",
     "DisplayConfig",
+    "ExecArg",
+    "ExecCommand",
+    "ExecConfig",
+    "ExecEndpoint",
+    "ExecTier",
     "IdentityConfig",
     "IdentitySource",
     "LapsConfig",
@@ -283,6 +288,117 @@ class RecorderConfig(_Model):
     max_events_per_lap: int = Field(200, ge=0)
 
 
+# -- exec (CLI as a service, SPEC.md Part 2 "Exec") ---------------------------------------------------
+
+PositiveSeconds = Annotated[float, BeforeValidator(_to_seconds), Field(gt=0)]
+
+
+class ExecArg(_Model):
+    """The rule one argument of a named command must pass (``otel_chronograph.exec._template``)."""
+
+    max_length: int = Field(4096, ge=1, le=1_048_576)
+    pattern: str | None = None  # re.fullmatch
+    path: bool = False  # a relative path: no leading '/', no '..' component
+    leading_dash: bool = False  # a value starting with '-' is read as an option by most programs
+
+    @model_validator(mode="after")
+    def _compiles(self) -> ExecArg:
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern {short(self.pattern)} is not a regular expression: {exc}"
+                                 ) from None
+        return self
+
+
+class ExecCommand(_Model):
+    """A named command: a fixed program and argv template; ``{name}`` placeholders filled by checked args."""
+
+    argv: tuple[str, ...] = Field(min_length=1)
+    args: dict[str, ExecArg] = Field(default_factory=dict)
+    tiers: tuple[str, ...] = Field(min_length=1)
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+
+    @model_validator(mode="after")
+    def _placeholders(self) -> ExecCommand:
+        from .exec._template import placeholder_names
+
+        if placeholder_names(self.argv[:1]):
+            raise ValueError("argv[0] (the program) cannot be a placeholder")
+        used = placeholder_names(self.argv)
+        for name in used:
+            if name not in self.args:
+                raise ValueError(f"placeholder {{{name}}} has no rule under args (write {{{{ }}}} for a "
+                                 "literal brace)")
+        for name in self.args:
+            if name not in used:
+                raise ValueError(f"args.{name}: no {{{name}}} placeholder in argv")
+        return self
+
+
+class ExecTier(_Model):
+    """Per-tier limits of ``chronograph exec-server`` (concurrency and rate are per API key)."""
+
+    timeout_s: PositiveSeconds = 10.0
+    output_cap_bytes: int = Field(65_536, ge=64)
+    concurrency: int = Field(2, ge=1)
+    rate_per_minute: float = Field(60.0, gt=0, allow_inf_nan=False)
+
+
+class ExecEndpoint(_Model):
+    """A remote ``chronograph exec-server``; its API key comes from the environment variable ``key_env``."""
+
+    url: str = Field(pattern=r"^https?://[^\s/]+(/\S*)?$")
+    tiers: tuple[str, ...] = ()  # tiers that may use it; empty: every tier
+    key_env: str = Field("CHRONOGRAPH_EXEC_KEY", min_length=1)
+
+
+def _default_exec_tiers() -> dict[str, ExecTier]:
+    return {
+        "free": ExecTier(timeout_s=10, output_cap_bytes=65_536, concurrency=2, rate_per_minute=60),
+        "pro": ExecTier(timeout_s=300, output_cap_bytes=1_048_576, concurrency=8, rate_per_minute=600),
+        "enterprise": ExecTier(timeout_s=900, output_cap_bytes=8_388_608, concurrency=32,
+                               rate_per_minute=6000),
+    }
+
+
+class ExecConfig(_Model):
+    """``chronograph exec`` and ``exec-server``: named commands, tier limits and routing."""
+
+    mode: Literal["local", "hybrid", "cloud", "smart"] = "local"
+    commands: dict[str, ExecCommand] = Field(default_factory=dict)
+    tiers: dict[str, ExecTier] = Field(default_factory=_default_exec_tiers)
+    endpoints: dict[str, ExecEndpoint] = Field(default_factory=dict)
+    # tier -> "local" or an endpoint name (hybrid); smart: a tier routed "local" stays local, the others
+    # go to the fastest healthy endpoint open to their tier. cloud mode uses the endpoint "cloud".
+    routes: dict[str, str] = Field(default_factory=lambda: {"free": "local", "pro": "cloud",
+                                                            "enterprise": "dedicated"})
+    pass_env: tuple[str, ...] = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "HOME", "TMPDIR")
+    max_running: int = Field(64, ge=1)  # runs at once on one exec-server, every key together
+    max_request_bytes: int = Field(1_048_576, ge=1024)
+    kill_grace_s: Seconds = 1.0  # SIGTERM to the process group, then SIGKILL after this
+    probe_timeout_s: PositiveSeconds = 1.0
+    latency_ttl_s: Seconds = 30.0  # smart routing: measured latencies reused this long (0: always measure)
+    remote_timeout_s: PositiveSeconds = 900.0
+
+    @model_validator(mode="after")
+    def _references(self) -> ExecConfig:
+        for name, command in self.commands.items():
+            for tier in command.tiers:
+                if tier not in self.tiers:
+                    raise ValueError(f"commands.{name}.tiers: {short(tier)} is not a tier under exec.tiers")
+        if self.mode == "cloud" and "cloud" not in self.endpoints:
+            raise ValueError("mode cloud needs an endpoint named 'cloud' under exec.endpoints")
+        if self.mode == "hybrid":
+            for tier, target in self.routes.items():
+                if target != "local" and target not in self.endpoints:
+                    raise ValueError(f"routes.{tier}: no endpoint named {short(target)} under exec.endpoints "
+                                     "(or route it to local)")
+        return self
+
+
 class ChronographConfig(_Model):
     enabled: bool = True
     laps: LapsConfig = Field(default_factory=lambda: LapsConfig())
@@ -291,6 +407,7 @@ class ChronographConfig(_Model):
     display: DisplayConfig = Field(default_factory=DisplayConfig)
     billing: BillingConfig = Field(default_factory=BillingConfig)
     recorder: RecorderConfig = Field(default_factory=lambda: RecorderConfig())
+    exec: ExecConfig = Field(default_factory=lambda: ExecConfig())
 
 
 _BOOL_ENV = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False,

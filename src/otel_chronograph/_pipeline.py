@@ -32,6 +32,10 @@ class _Once:
     def __init__(self) -> None:
         self._seen: set[str] = set()
 
+    def forget(self, key: str) -> None:
+        """Log ``key`` again next time (a condition that cleared and came back, or a test)."""
+        self._seen.discard(key)
+
     def __call__(self, key: str, msg: str, *args: object, traceback: bool | None = None) -> None:
         if key not in self._seen:
             self._seen.add(key)

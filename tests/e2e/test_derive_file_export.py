@@ -16,18 +16,10 @@ from typing import Any
 import peers
 import pytest
 import requests
+from tests.integration.test_autoinstrument import CONFIG  # the same Flask app, the same rules
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-CONFIG = """
-chronograph:
-  sectors:
-    rules:
-      - {name: storage, match: {attribute: db.system}}
-      - {name: backend, match: {kind: CLIENT}}
-  status: {green_ms: 5000, yellow_ms: 10000}
-  billing: {rates: {"GET /score/<name>": "0.002"}, default_tier: pro}
-"""
 
 
 def annotated_roots(path: Path) -> dict[str, dict[str, Any]]:

@@ -13,6 +13,7 @@ import pytest
 
 import otel_chronograph as chrono
 from otel_chronograph import ConfigError
+from tests.mounts import tmpfs
 
 BIN = Path(sys.executable).parent
 
@@ -28,13 +29,8 @@ def run_instrumented(cfg: Path) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def read_only_dir(tmp_path: Path) -> Iterator[Path]:
     """A real read-only filesystem (a tmpfs mounted ro): root ignores file modes, not mount flags."""
-    target = tmp_path / "ro"
-    target.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(target)], check=True)
-    try:
+    with tmpfs(tmp_path / "ro", "ro,size=1m") as target:
         yield target
-    finally:
-        subprocess.run(["umount", str(target)], check=True)
 
 
 @pytest.mark.parametrize(("content", "says"), [

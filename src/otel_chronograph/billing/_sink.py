@@ -205,6 +205,8 @@ class BillingSink:
             self._after_commit(rec, added, rec.command)
         if progressed:
             self.outbox.note_uncommitted(len(self._uncommitted), self._reason)
+            if not self._uncommitted:
+                log_once.forget("billing-commit")  # cleared: log it again if it comes back
         return progressed
 
     def _after_commit(self, rec: UsageRecord, added: bool, command: str) -> None:

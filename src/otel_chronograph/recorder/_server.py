@@ -67,9 +67,13 @@ class _BearerAuth:
 
 
 def _parse_query(request: Request) -> tuple[int, str | None, str | None] | JSONResponse:
-    q = request.query_params
+    try:
+        q = request.query_params
+    except UnicodeDecodeError:  # a query string that is not UTF-8: the client's error, not a 500
+        return _error(400, "the query string is not UTF-8")
     raw_n = q.get("n", "10")
-    if not raw_n.isascii() or not raw_n.isdigit() or not 1 <= int(raw_n) <= MAX_N:
+    # Length first: int() of thousands of digits raises (and costs), it never answers 400 by itself.
+    if len(raw_n) > 6 or not raw_n.isascii() or not raw_n.isdigit() or not 1 <= int(raw_n) <= MAX_N:
         return _error(400, f"n must be an integer from 1 to {MAX_N}", parameter="n")
     status = q.get("status")
     if status is not None and status not in STATUSES:
