@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -43,7 +44,10 @@ class OTLPReceiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 if self.headers.get("Content-Encoding") == "gzip":
                     body = gzip.decompress(body)
-                if self.path == "/v1/traces":
+                if self.path == "/v1/traces" and self.headers.get("Content-Type") == "application/json":
+                    receiver._add_spans(json.loads(body))  # OTLP JSON: the same keys as MessageToDict
+                    reply = b"{}"
+                elif self.path == "/v1/traces":
                     req = trace_service_pb2.ExportTraceServiceRequest()
                     req.ParseFromString(body)
                     receiver._add_spans(MessageToDict(req))

@@ -18,6 +18,7 @@ _LAZY: dict[str, str] = {
     "derive": "otel_chronograph._derive_cli:derive_command",
     "exec": "otel_chronograph.exec._commands:exec_command",
     "exec-server": "otel_chronograph.exec._commands:exec_server",
+    "gateway": "otel_chronograph.gateway._commands:gateway",
     "billing": "otel_chronograph.billing._commands:billing",
     "insights": "otel_chronograph.insights._cli:insights",
     "laps": "otel_chronograph.recorder._commands:laps",

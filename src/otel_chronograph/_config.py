@@ -423,15 +423,16 @@ _ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
 _UNION_TAGS = {"str", "int", "float", "bool", "none"}
 
 
-def _format_error(err: ValidationError, origin: str) -> str:
-    """One line per bad key; a union's per-member failures fold into one line with every reason."""
+def error_lines(err: ValidationError, origin: str, root: tuple[str, ...] = ("chronograph",)) -> list[str]:
+    """One line per bad key (``origin: dotted.key: reasons``); a union's per-member failures fold into
+    one line with every reason. ``root`` is where the validated document sits in its file."""
     by_key: dict[str, list[str]] = {}
     for e in err.errors():
         parts = [str(p) for p in e["loc"]]
         # pydantic adds union member tags ("str", "literal['a']", "function-after[...]") to the location
         while parts and (parts[-1] in _UNION_TAGS or "[" in parts[-1]):
             parts.pop()
-        key = ".".join(["chronograph", *parts])
+        key = ".".join([*root, *parts])
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
@@ -439,8 +440,12 @@ def _format_error(err: ValidationError, origin: str) -> str:
         if msg not in reasons:
             reasons.append(msg)
     # Keys and messages may carry the file's own text: escaped, so `config check` cannot drive a terminal.
-    lines = [safe(f"{origin}: {_cut(key, 120)}: {_cut(' or '.join(msgs), 240)}")
-             for key, msgs in by_key.items()]
+    return [safe(f"{origin}: {_cut(key, 120)}: {_cut(' or '.join(msgs), 240)}")
+            for key, msgs in by_key.items()]
+
+
+def _format_error(err: ValidationError, origin: str) -> str:
+    lines = error_lines(err, origin)
     if len(lines) > 20:
         lines = [*lines[:20], f"... and {len(lines) - 20} more"]
     return "invalid chronograph configuration:\n  " + "\n  ".join(lines)

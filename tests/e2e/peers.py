@@ -30,6 +30,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -272,6 +273,7 @@ class Jaeger(Peer):
         start_max: float | None = None,
         operation: str | None = None,
         num_traces: int = 100,
+        raw: bool = False,
     ) -> list[dict[str, Any]]:
         """Spans of the traces of ``service`` (``/api/v3/traces``), flattened.
 
@@ -288,6 +290,8 @@ class Jaeger(Peer):
         }
         if operation:
             params["query.operation_name"] = operation
+        if raw:
+            params["query.raw_traces"] = "true"
         status, body = http_get_json(f"{self.query_url}/api/v3/traces?{urllib.parse.urlencode(params)}")
         if status == 404:  # "No traces found"
             return []
@@ -295,8 +299,11 @@ class Jaeger(Peer):
             raise PeerError(f"jaeger /api/v3/traces returned {status}: {body!r}")
         return flatten_otlp_spans(body.get("result") or {})
 
-    def get_trace(self, trace_id_hex: str) -> list[dict[str, Any]]:
-        status, body = http_get_json(f"{self.query_url}/api/v3/traces/{trace_id_hex}")
+    def get_trace(self, trace_id_hex: str, raw: bool = False) -> list[dict[str, Any]]:
+        """The trace's spans; ``raw`` asks for them as stored (``raw_traces=true``: no adjusters, so a
+        span exported twice shows twice instead of being deduplicated)."""
+        query = "?raw_traces=true" if raw else ""
+        status, body = http_get_json(f"{self.query_url}/api/v3/traces/{trace_id_hex}{query}")
         if status == 404:
             return []
         if status != 200:
@@ -671,6 +678,87 @@ def start_stripe_mock(workdir: Path, timeout: float = DEFAULT_START_TIMEOUT) -> 
     except TimeoutError as e:
         peer.stop()
         raise PeerError(f"{e}\n{peer.log_tail()}") from None
+    return peer
+
+
+# --------------------------------------------------------------------------------------------
+# chronograph gateway (this project's own OTLP gateway, run as `chronograph gateway`)
+
+
+CHRONOGRAPH_BIN = Path(os.environ.get("CHRONOGRAPH_BIN") or Path(sys.executable).with_name("chronograph"))
+
+
+@dataclass
+class ChronographGateway(Peer):
+    """``chronograph gateway --config FILE`` with its receivers and metrics on the given ports."""
+
+    @property
+    def otlp_grpc_endpoint(self) -> str:
+        return f"127.0.0.1:{self.ports['otlp_grpc']}"
+
+    @property
+    def otlp_http_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.ports['otlp_http']}"
+
+    @property
+    def metrics_endpoint(self) -> str:
+        """host:port of the Prometheus text endpoint (``/metrics``; also the readiness probe)."""
+        return f"127.0.0.1:{self.ports['metrics']}"
+
+    def scrape(self) -> str:
+        status, body = http_get(f"http://{self.metrics_endpoint}/metrics")
+        if status != 200:
+            raise PeerError(f"gateway metrics endpoint returned {status}")
+        return body.decode()
+
+    def restart(self, timeout: float = DEFAULT_START_TIMEOUT) -> ChronographGateway:
+        """Start again on the same ports (after a stop or a kill)."""
+        self.start()
+        self.wait_http_ok(f"http://{self.metrics_endpoint}/metrics", timeout)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, nothing flushed."""
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+
+def gateway_ports() -> dict[str, int]:
+    return dict(zip(["otlp_grpc", "otlp_http", "metrics"], free_ports(3), strict=True))
+
+
+def start_gateway(
+    workdir: Path,
+    config: Path,
+    ports: Mapping[str, int] | None = None,
+    name: str = "gateway",
+    extra_env: Mapping[str, str] | None = None,
+    timeout: float = DEFAULT_START_TIMEOUT,
+    prefix: list[str] | None = None,
+) -> ChronographGateway:
+    """Start ``chronograph gateway --config config``. The config reads its endpoints from
+    ``CHRONOGRAPH_GATEWAY_{GRPC,HTTP,METRICS}_ENDPOINT`` (as collector-config/chronograph-gateway.yaml
+    does); they are set to ``ports`` (free ports by default). ``prefix`` goes before the command
+    (``taskset -c 0`` in the benchmark)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    ports = dict(ports or gateway_ports())
+    env = {
+        "CHRONOGRAPH_GATEWAY_GRPC_ENDPOINT": f"127.0.0.1:{ports['otlp_grpc']}",
+        "CHRONOGRAPH_GATEWAY_HTTP_ENDPOINT": f"127.0.0.1:{ports['otlp_http']}",
+        "CHRONOGRAPH_GATEWAY_TELEMETRY_ENDPOINT": f"127.0.0.1:{ports['metrics']}",
+        **(extra_env or {}),
+    }
+    argv = [*(prefix or ()), str(CHRONOGRAPH_BIN), "gateway", "--config", str(config)]
+    peer = ChronographGateway(name=name, argv=argv,
+                              workdir=workdir, env=env, ports=ports)
+    peer.start()
+    try:
+        peer.wait_http_ok(f"http://{peer.metrics_endpoint}/metrics", timeout)
+    except BaseException:
+        peer.stop()
+        raise
     return peer
 
 

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from .._config import ChronographConfig
 from .._lap import Lap
@@ -43,12 +44,18 @@ class TraceLaps:
             found = [FoundLap(f.root, f.spans, f.command, True) for f in found]
         return found
 
-    def finish(self, trace: PendingTrace) -> list[tuple[FoundLap, Lap]]:
-        """Derive every lap of a decided trace and run the sinks; (lap found, derived lap) pairs."""
+    def finish(self, trace: PendingTrace,
+               context_of: Callable[[SpanRecord], Mapping[str, Any] | None] | None = None
+               ) -> list[tuple[FoundLap, Lap]]:
+        """Derive every lap of a decided trace and run the sinks; (lap found, derived lap) pairs.
+
+        ``context_of(root)`` stands in for the lap's start context (baggage) where the source has one.
+        """
         out = []
         engine = self.engine
         for f in self.laps_of(trace):
-            lap = engine.derive(f.root, f.spans, f.command, f.truncated)
+            context = context_of(f.root) if context_of is not None else None
+            lap = engine.derive(f.root, f.spans, f.command, f.truncated, context)
             if lap is None:
                 continue
             engine.deliver(lap)

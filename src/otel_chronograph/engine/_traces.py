@@ -51,12 +51,18 @@ class TraceBuffer:
         """Would ``new_traces`` more traces exceed the bound? (ask before accepting a request)"""
         return len(self._pending) + new_traces > self._max_traces
 
-    def add(self, records: Iterable[SpanRecord], force_oldest: bool = False
-            ) -> tuple[list[SpanRecord], list[PendingTrace]]:
+    def new_traces(self, trace_ids: Iterable[int]) -> int:
+        """How many of these (distinct) trace ids are not pending yet: what a request would add."""
+        pending = self._pending
+        return sum(1 for tid in trace_ids if tid not in pending)
+
+    def add(self, records: Iterable[SpanRecord], force_oldest: bool = False,
+            overflow: list[SpanRecord] | None = None) -> tuple[list[SpanRecord], list[PendingTrace]]:
         """Take spans in: (late spans to forward unchanged, traces completed early to make room).
 
         Without ``force_oldest`` the caller must have checked :meth:`full`; the buffer then grows past
-        its bound by at most one request's traces rather than lose a span.
+        its bound by at most one request's traces rather than lose a span. Spans over the per-trace
+        limit are counted and, when ``overflow`` is given, appended to it (a forwarder still sends them).
         """
         late: list[SpanRecord] = []
         forced: list[PendingTrace] = []
@@ -86,6 +92,8 @@ class TraceBuffer:
                 else:
                     trace.dropped += 1
                     stats.dropped_spans += 1
+                    if overflow is not None:
+                        overflow.append(r)
         return late, forced
 
     def due(self, everything: bool = False) -> list[PendingTrace]:

@@ -14,8 +14,6 @@ import hmac
 import logging
 import os
 import sqlite3
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .._serve import EmbeddedServer, serve_app_in_thread
 from .._sqlite import describe
 from .._version import __version__
 from .._vocab import STATUSES
@@ -312,42 +311,13 @@ def run_server(store: FlightStore, host: str = "127.0.0.1", port: int = 8765, to
     uvicorn.run(create_app(store, token), host=host, port=port, log_level=log_level, access_log=False)
 
 
-class EmbeddedServer:
-    """The API served by uvicorn from a daemon thread of the instrumented process."""
-
-    def __init__(self, server: uvicorn.Server, thread: threading.Thread, host: str, port: int) -> None:
-        self._server = server
-        self._thread = thread
-        self.host = host
-        self.port = port
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout_s)
-
-
 def serve_in_thread(store: FlightStore, host: str = "127.0.0.1", port: int = 8765,
                     token: str | None = _UNSET, timeout_s: float = 10.0) -> EmbeddedServer:
     """Start the API in a daemon thread and return once it accepts connections (``port=0``: any free)."""
-    config = uvicorn.Config(create_app(store, token), host=host, port=port, log_level="warning",
-                            access_log=False, lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="chronograph-recorder-api", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + timeout_s
-    while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError(f"flight recorder API could not start on {host}:{port}")
-        if time.monotonic() > deadline:
-            server.should_exit = True
-            raise TimeoutError(f"flight recorder API did not start on {host}:{port} in {timeout_s}s")
-        thread.join(0.01)
-    bound = port
-    for s in server.servers:
-        for sock in s.sockets:
-            bound = sock.getsockname()[1]
-    return EmbeddedServer(server, thread, host, bound)
+    try:
+        return serve_app_in_thread(create_app(store, token), host, port, "chronograph-recorder-api",
+                                   timeout_s)
+    except RuntimeError:
+        raise RuntimeError(f"flight recorder API could not start on {host}:{port}") from None
+    except TimeoutError:
+        raise TimeoutError(f"flight recorder API did not start on {host}:{port} in {timeout_s}s") from None
