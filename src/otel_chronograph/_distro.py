@@ -81,6 +81,9 @@ class ChronographConfigurator(_OTelSDKConfigurator):
         self.processor = make_processor(config, exporting, None)
         provider.add_span_processor(self.processor)
         flush_on_sigterm(_shutdown_providers)
+        from .exec._child import join_parent_trace
+
+        join_parent_trace()  # started by `chronograph exec`: its spans join the exec lap
 
 
 def _shutdown_providers() -> None:

@@ -127,6 +127,29 @@ def test_instrumented_child_spans_join_the_lap_and_are_exported_once() -> None:
         assert by_name["child main"]["resource"]["service.name"] == "exec-test"
 
 
+def test_an_auto_instrumented_child_joins_without_code_changes() -> None:
+    """Under the chronograph configurator, a child started by exec makes the carried trace its own."""
+    with OTLPReceiver() as receiver:
+        env = {**_exporting(receiver), "OTEL_PYTHON_DISTRO": "chronograph",
+               "OTEL_PYTHON_CONFIGURATOR": "chronograph"}
+        done = run_exec(["--json", "--command", "plain", "--", str(BIN / "opentelemetry-instrument"), PYTHON,
+                         str(HERE / "plain_child.py")], env, timeout_s=120)
+        assert done.returncode == 0, done.stderr.decode()
+        lap = last_json(done.stdout)["telemetry"]
+        assert list(lap["sectors"]) == ["s1_spawn", "s2_run", "s3_load", "s4_output"]
+        by_name = {s["name"]: s for s in receiver.spans}
+        assert by_name["plain main"]["traceId"] == by_name["plain"]["traceId"]
+        assert by_name["plain main"]["parentSpanId"] == by_name["run"]["spanId"]
+    # the same child run directly (no exec, a stale TRACEPARENT in its environment) starts its own trace
+    stale = {**clean_env(), "TRACEPARENT": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+             "OTEL_PYTHON_DISTRO": "chronograph", "OTEL_PYTHON_CONFIGURATOR": "chronograph",
+             "OTEL_TRACES_EXPORTER": "console"}
+    direct = subprocess.run([str(BIN / "opentelemetry-instrument"), PYTHON, str(HERE / "plain_child.py")],
+                            env=stale, capture_output=True, timeout=120)
+    assert direct.returncode == 0 and b"plain main" in direct.stdout
+    assert b"4bf92f3577b34da6a3ce929d0e0e4736" not in direct.stdout
+
+
 def _exporting(receiver: OTLPReceiver) -> dict[str, str]:
     return clean_env(OTEL_TRACES_EXPORTER="otlp", OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
                      OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint)

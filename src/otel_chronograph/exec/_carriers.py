@@ -69,6 +69,7 @@ def child_environment(base: Mapping[str, str], context: Context, receiver_url: s
         for signal in ("metrics", "logs"):
             _pin(env, signal)
         env["OTEL_TRACES_EXPORTER"] = "otlp"  # an inherited "console" would print the child's spans
+        env["CHRONOGRAPH_EXEC_JOIN"] = "1"  # under the chronograph configurator: join without code (_child)
         env[_GENERIC_ENDPOINT] = receiver_url
         env[_GENERIC_PROTOCOL] = _HTTP
         env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = receiver_url + "/v1/traces"

@@ -60,7 +60,10 @@ def execute(config: ChronographConfig, argv: Sequence[str], command: str | None 
         effective_tier = tier or config.billing.default_tier
         router = router or Router(config.exec)
         route = router.choose(effective_tier, remote_args is not None)
-        session = Session(exec_view(config, as_json), receive=True)
+        try:
+            session = Session(exec_view(config, as_json), receive=True)
+        except OSError as exc:  # no loopback interface, no file descriptors left, ...
+            raise ExecError(f"cannot start the embedded OTLP receiver on 127.0.0.1: {exc}") from None
         token = otel_context.attach(context_from_environment(os.environ))
         try:
             attributes: dict[str, Any] = {"process.executable.name": os.path.basename(here[0]),

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._output import CappedOutput
-from ._reap import MARKER, living, new_marker, signal_run
+from ._reap import MARKER, living, new_marker, signal_run, started_at
 from ._signals import signal_name
 
 __all__ = ["Run"]
@@ -79,6 +79,7 @@ class Run:
         self.returncode: int | None = None
         self.spawn_error: tuple[int, str] | None = None
         self._proc: asyncio.subprocess.Process | None = None
+        self._since = 0  # the command's start (clock ticks): its descendants started at or after it
 
     def environment(self, base: Mapping[str, str]) -> dict[str, str]:
         return {**base, MARKER: self.marker}
@@ -96,6 +97,9 @@ class Run:
         if self.spawn_error is not None:
             self.returncode = self.spawn_error[0]
             self.stderr.feed(self.spawn_error[1].encode())
+        else:
+            assert self._proc is not None
+            self._since = started_at(self._proc.pid)
 
     async def wait(self) -> None:
         """Until the command ends or its timeout; then nothing of the run is left alive."""
@@ -110,14 +114,14 @@ class Run:
                 await asyncio.wait_for(asyncio.shield(exited), self.timeout_s)
             except asyncio.TimeoutError:
                 self.timed_out = True
-                signal_run(proc.pid, self.marker, signal.SIGTERM)
+                signal_run(proc.pid, self.marker, signal.SIGTERM, self._since)
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(asyncio.shield(exited), self.grace_s)
         finally:
             # Always, also when the request is cancelled: the group and any escaped descendant. Only then
             # do the pipes close (a background grandchild holds them open).
             exited.cancel()
-            doomed, self.escaped = signal_run(proc.pid, self.marker, signal.SIGKILL)
+            doomed, self.escaped = signal_run(proc.pid, self.marker, signal.SIGKILL, self._since)
             await _until_dead(doomed, _DRAIN_S)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(proc.wait(), _DRAIN_S)
