@@ -14,6 +14,7 @@
 #                            package ./cmd/jaeger -> .peers/bin/jaeger
 #   stripe-mock              github.com/stripe/stripe-mock v0.203.0 -> .peers/bin/stripe-mock
 #   Prometheus               Debian's `prometheus` package (bookworm: 2.42.0), on PATH as `prometheus`
+#                            (with `promtool`); Debian's `chromium` and `tmux` for browser and terminal tests
 #
 # Everything Go comes from the Go module proxy. Built binaries are also kept in
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/otel-chronograph/peers/<version-key>/
@@ -28,7 +29,7 @@
 # Usage: scripts/build-peers.sh            build/reuse everything
 #        PEERS_FORCE=1 scripts/build-peers.sh   ignore .peers/bin and the cache, rebuild
 #        PEERS_PARALLEL=0 ...               build one peer after the other
-#        PEERS_SKIP_APT=1 ...               do not try to apt-get install prometheus
+#        PEERS_SKIP_APT=1 ...               do not apt-get install prometheus, chromium, tmux
 # Exit status is non-zero, with a message naming the peer, if any peer cannot be provided.
 set -euo pipefail
 
@@ -207,18 +208,25 @@ else
 fi
 [ "${#FAILED[@]}" = 0 ] || die "could not provide: ${FAILED[*]} (see the lines above prefixed with the name)"
 
-# --- (e) Prometheus from Debian --------------------------------------------------------------------
-if command -v prometheus >/dev/null 2>&1; then
-    log "prometheus: found $(command -v prometheus)"
-elif [ "${PEERS_SKIP_APT:-0}" = 1 ]; then
-    die "prometheus is not on PATH and PEERS_SKIP_APT=1: install Debian's 'prometheus' package"
-else
-    command -v apt-get >/dev/null 2>&1 || die "prometheus is not on PATH and apt-get is unavailable"
+# --- (e) Debian packages: Prometheus (+ promtool), Chromium (the insights report in a real browser), tmux
+declare -A APT_FOR=([prometheus]=prometheus [promtool]=prometheus [chromium]=chromium [tmux]=tmux)
+MISSING=()
+for cmd in prometheus promtool chromium tmux; do
+    if command -v "$cmd" >/dev/null 2>&1; then
+        log "$cmd: found $(command -v "$cmd")"
+    else
+        pkg=${APT_FOR[$cmd]}
+        [[ " ${MISSING[*]} " == *" $pkg "* ]] || MISSING+=("$pkg")
+    fi
+done
+if [ "${#MISSING[@]}" != 0 ]; then
+    [ "${PEERS_SKIP_APT:-0}" = 1 ] && die "not on PATH and PEERS_SKIP_APT=1: install Debian's ${MISSING[*]}"
+    command -v apt-get >/dev/null 2>&1 || die "${MISSING[*]}: not on PATH and apt-get is unavailable"
     SUDO=""
     [ "$(id -u)" = 0 ] || SUDO="sudo"
-    log "prometheus: apt-get install prometheus (without starting its service)"
-    # Keep the package's service from starting (and binding :9090): the tests start their
-    # own Prometheus on free ports. policy-rc.d exit 101 = "action forbidden".
+    log "apt-get install ${MISSING[*]} (without starting any service)"
+    # Keep the packages' services from starting (Prometheus would bind :9090): the tests start their
+    # own on free ports. policy-rc.d exit 101 = "action forbidden".
     POLICY=/usr/sbin/policy-rc.d
     ADDED_POLICY=0
     if [ ! -e "$POLICY" ]; then
@@ -226,10 +234,12 @@ else
     fi
     rc=0
     { $SUDO apt-get update -qq && \
-      DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus; } || rc=$?
+      DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${MISSING[@]}"; } || rc=$?
     [ "$ADDED_POLICY" = 1 ] && $SUDO rm -f "$POLICY"
-    [ "$rc" = 0 ] || die "prometheus: apt-get install prometheus failed (exit $rc)"
-    command -v prometheus >/dev/null 2>&1 || die "prometheus: installed, but not on PATH"
+    [ "$rc" = 0 ] || die "apt-get install ${MISSING[*]} failed (exit $rc)"
+    for cmd in prometheus promtool chromium tmux; do
+        command -v "$cmd" >/dev/null 2>&1 || die "$cmd: installed, but not on PATH"
+    done
 fi
 prometheus --version 2>&1 | head -n1 | sed 's/^/[build-peers] /' >&2
 
