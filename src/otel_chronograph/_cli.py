@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
 
 import click
 
 from ._config import ConfigError, load_config
+from ._lazy_group import LazyGroup
 from ._version import __version__
 
 __all__ = ["main"]
@@ -28,24 +28,7 @@ _LAZY: dict[str, str] = {
 }
 
 
-class _LazyGroup(click.Group):
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *_LAZY})
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        found = super().get_command(ctx, cmd_name)
-        if found is not None or cmd_name not in _LAZY:
-            return found
-        module, attr = _LAZY[cmd_name].split(":")
-        try:
-            return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
-        except ImportError as exc:
-            raise click.ClickException(
-                f"'{cmd_name}' is not available: {exc}. Install everything with "
-                "pip install 'otel-chronograph[all]'") from None
-
-
-@click.group(cls=_LazyGroup)
+@click.group(cls=LazyGroup, lazy=_LAZY)
 @click.version_option(__version__, prog_name="chronograph")
 def main() -> None:
     """Split times, status and usage billing from OpenTelemetry traces."""

@@ -89,7 +89,7 @@ def deriver(config: Mapping[str, Any] | ChronographConfig | None = None) -> SdkD
     return SdkDeriver(load_config(config or {}, environ={}))
 
 
-def wait_for(predicate: Callable[[], Any], timeout_s: float = 5.0, what: str = "condition") -> Any:
+def wait_for(predicate: Callable[[], Any], timeout_s: float = 20.0, what: str = "condition") -> Any:
     """Poll ``predicate`` until truthy (returned) or fail after ``timeout_s``: no sleeps as sync."""
     deadline = time.monotonic() + timeout_s
     while True:

@@ -440,7 +440,11 @@ def start_jaeger(workdir: Path, timeout: float = DEFAULT_START_TIMEOUT) -> Jaege
 
 
 @dataclass
-class Collector(Peer):
+class OTLPPeer(Peer):
+    """A peer receiving OTLP on gRPC and HTTP and serving Prometheus text on ``/metrics``."""
+
+    metrics_port = "metrics"  # the key of ``ports`` serving /metrics
+
     @property
     def otlp_grpc_endpoint(self) -> str:
         return f"127.0.0.1:{self.ports['otlp_grpc']}"
@@ -449,16 +453,21 @@ class Collector(Peer):
     def otlp_http_endpoint(self) -> str:
         return f"http://127.0.0.1:{self.ports['otlp_http']}"
 
+    def scrape(self) -> str:
+        status, body = http_get(f"http://127.0.0.1:{self.ports[self.metrics_port]}/metrics")
+        if status != 200:
+            raise PeerError(f"{self.name}: /metrics returned {status}")
+        return body.decode()
+
+
+@dataclass
+class Collector(OTLPPeer):
+    metrics_port = "prometheus"
+
     @property
     def prometheus_endpoint(self) -> str:
         """host:port of the prometheus exporter (scrape target)."""
         return f"127.0.0.1:{self.ports['prometheus']}"
-
-    def scrape(self) -> str:
-        status, body = http_get(f"http://{self.prometheus_endpoint}/metrics")
-        if status != 200:
-            raise PeerError(f"collector prometheus exporter returned {status}")
-        return body.decode()
 
     def self_metric(self, name: str) -> float:
         """Sum of every series of the Collector's own metric ``name`` (its telemetry endpoint; in
@@ -689,27 +698,13 @@ CHRONOGRAPH_BIN = Path(os.environ.get("CHRONOGRAPH_BIN") or Path(sys.executable)
 
 
 @dataclass
-class ChronographGateway(Peer):
+class ChronographGateway(OTLPPeer):
     """``chronograph gateway --config FILE`` with its receivers and metrics on the given ports."""
-
-    @property
-    def otlp_grpc_endpoint(self) -> str:
-        return f"127.0.0.1:{self.ports['otlp_grpc']}"
-
-    @property
-    def otlp_http_endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.ports['otlp_http']}"
 
     @property
     def metrics_endpoint(self) -> str:
         """host:port of the Prometheus text endpoint (``/metrics``; also the readiness probe)."""
         return f"127.0.0.1:{self.ports['metrics']}"
-
-    def scrape(self) -> str:
-        status, body = http_get(f"http://{self.metrics_endpoint}/metrics")
-        if status != 200:
-            raise PeerError(f"gateway metrics endpoint returned {status}")
-        return body.decode()
 
     def restart(self, timeout: float = DEFAULT_START_TIMEOUT) -> ChronographGateway:
         """Start again on the same ports (after a stop or a kill)."""

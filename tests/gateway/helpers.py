@@ -6,9 +6,8 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
 from typing import Any
@@ -58,16 +57,6 @@ def running_gateway(config: Path, token: str | None = None) -> Iterator[Gateway]
 def port_of(gw: Gateway, kind: str) -> int:
     return next(r.port for r in gw.receivers if type(r).__name__.lower().startswith(kind))
 
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 def scrape(port: int) -> str:

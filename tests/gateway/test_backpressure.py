@@ -20,6 +20,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.trace import SpanKind
 
+from tests.core.helpers import wait_for
+
 from .helpers import (
     GrpcSink,
     laps_of,
@@ -28,7 +30,6 @@ from .helpers import (
     running_gateway,
     scrape,
     sdk_provider,
-    wait_until,
     write_config,
 )
 
@@ -100,10 +101,10 @@ def test_at_the_pending_bound_new_traces_are_refused_then_accepted_when_drained(
         del more.resource_spans[0].scope_spans[0].spans[0]
         assert post(http, more).status_code == 200
         assert not sink.snapshot()  # nothing accepted was dropped or sent early
-        wait_until(lambda: len(gw.buffer) == 0, what="the pending traces decided")
+        wait_for(lambda: len(gw.buffer) == 0, what="the pending traces decided")
         assert post(http, one_trace(3)).status_code == 200
         assert grpc_export(grpc_port, one_trace(4)) is None
-        wait_until(lambda: len(laps_of(sink.snapshot())) == 4, what="four laps")
+        wait_for(lambda: len(laps_of(sink.snapshot())) == 4, what="four laps")
         text = scrape(gw.telemetry.prometheus_port)
     assert metric_value(text, "chronograph_gateway_rejected_spans_total", reason="pending") == 2
     assert sorted(s["name"] for s in sink.snapshot()) == ["op 1", "op 1", "op 1", "op 2", "op 3", "op 4"]
@@ -123,7 +124,7 @@ def test_a_gateway_that_falls_behind_refuses_new_traces_until_it_catches_up(tmp_
         more = one_trace(1, spans=2)
         del more.resource_spans[0].scope_spans[0].spans[0]
         assert post(http, more).status_code == 200  # spans of a pending trace are still taken
-        wait_until(lambda: gw.lag_s <= gw.max_lag_s, what="the worker to catch up")  # it measures again
+        wait_for(lambda: gw.lag_s <= gw.max_lag_s, what="the worker to catch up")  # it measures again
         assert post(http, one_trace(2)).status_code == 200
 
 
@@ -144,7 +145,7 @@ def test_the_sdk_exporter_retries_until_the_gateway_has_room(tmp_path: Path, sin
         sender.start()
         sender.join(60)
         provider.shutdown()
-        wait_until(lambda: len(laps_of(sink.snapshot())) == 5, timeout=30, what="all five laps")
+        wait_for(lambda: len(laps_of(sink.snapshot())) == 5, 30, what="all five laps")
         assert sum(gw.rejected.values()) >= 1  # backpressure happened, and cost nothing
     assert sorted(s["name"] for s in sink.snapshot()) == [f"GET /{i}" for i in range(5)]
 
@@ -166,16 +167,16 @@ def test_a_full_export_queue_refuses_until_the_next_hop_is_back(tmp_path: Path, 
                 break
             assert r.status_code == 200
             accepted += 1
-            wait_until(lambda: len(gw.buffer) == 0, what="the trace decided")
+            wait_for(lambda: len(gw.buffer) == 0, what="the trace decided")
             assert n < 50, "the queue never filled"
         assert int(r.headers["Retry-After"]) >= 1
         assert "sending queue is full" in status_pb2.Status.FromString(r.content).message
         err = grpc_export(port_of(gw, "grpc"), one_trace(n + 1))
         assert err is not None and err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         sink.fail_times = 0  # the next hop is back: the retries deliver, the queue drains
-        wait_until(lambda: len(sink.snapshot()) == accepted, what="the retried spans delivered")
-        wait_until(lambda: post(http, one_trace(n)).status_code == 200, what="room again")
-        wait_until(lambda: len(sink.snapshot()) == accepted + 1, what="the last trace")
+        wait_for(lambda: len(sink.snapshot()) == accepted, what="the retried spans delivered")
+        wait_for(lambda: post(http, one_trace(n)).status_code == 200, what="room again")
+        wait_for(lambda: len(sink.snapshot()) == accepted + 1, what="the last trace")
         assert gw.queues[0].failed_spans == 0
         text = scrape(gw.telemetry.prometheus_port)
     assert metric_value(text, "chronograph_gateway_rejected_spans_total", reason="queue") >= 1
@@ -187,9 +188,9 @@ def test_spans_over_the_per_trace_limit_are_forwarded_at_once_and_the_lap_marked
                           {"laps": {"decision_wait": "300ms", "max_spans_per_trace": 3}})
     with running_gateway(config) as gw:
         assert post(port_of(gw, "http"), one_trace(7, spans=5)).status_code == 200
-        wait_until(lambda: len(sink.snapshot()) == 2, what="the two spans over the limit, at once")
+        wait_for(lambda: len(sink.snapshot()) == 2, what="the two spans over the limit, at once")
         assert not laps_of(sink.snapshot())
-        wait_until(lambda: len(sink.snapshot()) == 5, what="the rest, with the lap")
+        wait_for(lambda: len(sink.snapshot()) == 5, what="the rest, with the lap")
         assert gw.buffer.stats.dropped_spans == 2
 
 
@@ -201,9 +202,9 @@ def test_late_spans_are_forwarded_unchanged_and_counted(tmp_path: Path, sink: Gr
         late = one_trace(9, spans=3)
         del late.resource_spans[0].scope_spans[0].spans[:2]
         assert post(http, first).status_code == 200
-        wait_until(lambda: len(laps_of(sink.snapshot())) == 1, what="the lap")
+        wait_for(lambda: len(laps_of(sink.snapshot())) == 1, what="the lap")
         assert post(http, late).status_code == 200
-        wait_until(lambda: len(sink.snapshot()) == 3, what="the late span")
+        wait_for(lambda: len(sink.snapshot()) == 3, what="the late span")
         text = scrape(gw.telemetry.prometheus_port)
     late_span = [s for s in sink.snapshot() if s["span_id"] == (9003).to_bytes(8, "big").hex()]
     assert late_span and not any(k.startswith("chronograph.") for k in late_span[0]["attributes"])

@@ -14,9 +14,10 @@ import grpc
 import pytest
 import requests
 
+from tests.core.helpers import wait_for
 from tests.otlp_receiver import OTLPReceiver
 
-from .helpers import CHRONOGRAPH, GrpcSink, port_of, running_gateway, wait_until, write_config
+from .helpers import CHRONOGRAPH, GrpcSink, port_of, running_gateway, write_config
 from .test_backpressure import one_trace, post
 
 FAST = {"laps": {"decision_wait": "50ms"}}
@@ -41,11 +42,11 @@ def test_otlp_grpc_exporter_retries_transient_errors_and_honours_retry_info(tmp_
         with running_gateway(config) as gw:
             started = time.monotonic()
             assert post(port_of(gw, "http"), one_trace(1)).status_code == 200
-            wait_until(lambda: len(sink.snapshot()) == 1, what="the span after the retry")
+            wait_for(lambda: len(sink.snapshot()) == 1, what="the span after the retry")
             assert time.monotonic() - started >= 1.0  # waited what the server asked, not 50 ms
             sink.fail_with, sink.fail_times, sink.retry_after = grpc.StatusCode.UNAVAILABLE, 3, None
             assert post(port_of(gw, "http"), one_trace(2)).status_code == 200
-            wait_until(lambda: len(sink.snapshot()) == 2, what="the span after three retries")
+            wait_for(lambda: len(sink.snapshot()) == 2, what="the span after three retries")
             assert (gw.queues[0].sent_spans, gw.queues[0].failed_spans) == (2, 0)
             assert sink.calls == 6
 
@@ -55,7 +56,7 @@ def test_a_permanent_error_is_counted_not_retried(tmp_path: Path, caplog: pytest
         sink.fail_with, sink.fail_times = grpc.StatusCode.INVALID_ARGUMENT, 1
         with running_gateway(write_config(tmp_path, {"otlp_grpc": sink.exporter()}, FAST)) as gw:
             assert post(port_of(gw, "http"), one_trace(1, spans=2)).status_code == 200
-            wait_until(lambda: gw.queues[0].failed_spans == 2, what="the failure counted")
+            wait_for(lambda: gw.queues[0].failed_spans == 2, what="the failure counted")
             assert sink.calls == 1 and sink.snapshot() == []
     assert "exporter otlp_grpc dropped 2 spans (INVALID_ARGUMENT" in caplog.text
 
@@ -68,7 +69,7 @@ def test_file_exporter_output_is_read_back_by_chronograph_derive(tmp_path: Path,
     with running_gateway(config) as gw:
         for n in (1, 2):
             assert post(port_of(gw, "http"), one_trace(n, spans=3)).status_code == 200
-        wait_until(lambda: gw.queues[0].sent_spans == 6, what="six spans written")
+        wait_for(lambda: gw.queues[0].sent_spans == 6, what="six spans written")
     if fmt == "json":
         first = json.loads(out.read_text().splitlines()[0])
         span = first["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
@@ -85,7 +86,7 @@ def test_debug_exporter_logs_spans(tmp_path: Path, caplog: pytest.LogCaptureFixt
     config = write_config(tmp_path, {"debug": {"verbosity": "normal"}}, FAST)
     with running_gateway(config) as gw:
         assert post(port_of(gw, "http"), one_trace(3)).status_code == 200
-        wait_until(lambda: gw.queues[0].sent_spans == 1, what="the span logged")
+        wait_for(lambda: gw.queues[0].sent_spans == 1, what="the span logged")
     assert "op 3 [lap]" in caplog.text
 
 
@@ -104,7 +105,7 @@ def test_exporter_unreachable_at_shutdown_is_counted(tmp_path: Path) -> None:
     assert requests.post(f"http://127.0.0.1:{port_of(gw, 'http')}/v1/traces",
                          data=one_trace(1).SerializeToString(),
                          headers={"Content-Type": "application/x-protobuf"}, timeout=10).status_code == 200
-    wait_until(lambda: gw.engine.laps_derived == 1, what="the lap")
+    wait_for(lambda: gw.engine.laps_derived == 1, what="the lap")
     started = time.monotonic()
     assert gw.stop(Deadline(2.0)) is False
     assert time.monotonic() - started < 10

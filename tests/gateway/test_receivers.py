@@ -22,6 +22,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.trace import SpanKind
 
+from tests.core.helpers import wait_for
+
 from .helpers import (
     GrpcSink,
     laps_of,
@@ -30,7 +32,6 @@ from .helpers import (
     running_gateway,
     scrape,
     sdk_provider,
-    wait_until,
     write_config,
 )
 
@@ -83,10 +84,10 @@ def test_sdk_exporters_over_grpc_and_http_give_one_annotated_lap_per_trace(tmp_p
         ids = two_services(GrpcSpanExporter(endpoint=f"127.0.0.1:{port_of(gw, 'grpc')}", insecure=True),
                            HttpSpanExporter(endpoint=f"http://127.0.0.1:{port_of(gw, 'http')}/v1/traces"),
                            traces=3)
-        wait_until(lambda: len(laps_of(sink.snapshot())) == 3 and len(sink.snapshot()) == 12,
+        wait_for(lambda: len(laps_of(sink.snapshot())) == 3 and len(sink.snapshot()) == 12,
                    what="12 spans and 3 laps at the sink")
         # The lap metrics are a deferred sink: they follow shortly after the laps.
-        metrics = wait_until(lambda: (text := scrape(gw.telemetry.prometheus_port)) and metric_value(
+        metrics = wait_for(lambda: (text := scrape(gw.telemetry.prometheus_port)) and metric_value(
             text, "chronograph_lap_duration_milliseconds_count", chronograph_command="GET /checkout") == 3
             and text, what="the lap metrics")
     spans = sink.snapshot()
@@ -137,7 +138,7 @@ def test_http_json_and_gzip_bodies(tmp_path: Path, sink: GrpcSink) -> None:
                           timeout=10)
         assert r.status_code == 200 and r.headers["content-type"] == "application/x-protobuf"
         assert ExportTraceServiceResponse.FromString(r.content) == ExportTraceServiceResponse()
-        wait_until(lambda: len(laps_of(sink.snapshot())) == 2, what="both laps")
+        wait_for(lambda: len(laps_of(sink.snapshot())) == 2, what="both laps")
     by_name = {s["name"]: s for s in sink.snapshot()}
     assert by_name["GET /json"]["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
     assert by_name["GET /json"]["attributes"]["chronograph.lap_ms"] == 50.0
@@ -233,7 +234,7 @@ def test_bearer_token_over_http_and_grpc(tmp_path: Path, sink: GrpcSink) -> None
         auth = {"authorization": "Bearer s3cret"}
         two_services(GrpcSpanExporter(endpoint=f"127.0.0.1:{port}", insecure=True, headers=auth),
                      HttpSpanExporter(endpoint=url, headers=auth))
-        wait_until(lambda: len(sink.snapshot()) == 4 and laps_of(sink.snapshot()), what="the lap")
+        wait_for(lambda: len(sink.snapshot()) == 4 and laps_of(sink.snapshot()), what="the lap")
 
 
 def test_receivers_bind_localhost_by_default(tmp_path: Path) -> None:
@@ -256,6 +257,6 @@ def test_no_trace_is_lost_for_a_span_without_a_lap(tmp_path: Path, sink: GrpcSin
         with provider.get_tracer("t").start_as_current_span("child", context=remote):
             pass
         provider.shutdown()
-        wait_until(lambda: len(sink.snapshot()) == 1, what="the span")
+        wait_for(lambda: len(sink.snapshot()) == 1, what="the span")
     (span,) = sink.snapshot()
     assert span["attributes"]["chronograph.lap"] is True  # trace scope: the fragment's top is its root

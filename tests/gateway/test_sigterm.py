@@ -9,9 +9,10 @@ from pathlib import Path
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
 from opentelemetry.trace import SpanKind
 
+from tests.core.helpers import wait_for
 from tests.e2e import peers
 
-from .helpers import GrpcSink, laps_of, metric_value, sdk_provider, wait_until, write_config
+from .helpers import GrpcSink, laps_of, metric_value, sdk_provider, write_config
 
 ENV_PROTOCOLS = {"grpc": {"endpoint": "${env:CHRONOGRAPH_GATEWAY_GRPC_ENDPOINT}"},
                  "http": {"endpoint": "${env:CHRONOGRAPH_GATEWAY_HTTP_ENDPOINT}"}}
@@ -34,7 +35,7 @@ def test_sigterm_derives_and_forwards_everything_pending(tmp_path: Path) -> None
                     pass
             provider.shutdown()
             received = "chronograph_gateway_spans_received_total"
-            wait_until(lambda: metric_value(gateway.scrape(), received) == 10,
+            wait_for(lambda: metric_value(gateway.scrape(), received) == 10,
                        what="the gateway to hold all ten spans")
             assert metric_value(gateway.scrape(), "chronograph_pending_traces") == 5
             assert sink.snapshot() == []  # decision_wait is ten minutes: nothing went out yet

@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace import TracerProvider
 import otel_chronograph as chrono
 from otel_chronograph import Lap, LapEvent, SectorSpan
 from otel_chronograph.recorder import FlightRecorder, get_recorder
+from tests.core.helpers import wait_for
 
 CHRONOGRAPH = str(Path(sys.executable).with_name("chronograph"))
 
@@ -67,14 +68,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_until(predicate: Any, timeout_s: float = 10.0, what: str = "condition") -> None:
-    """Poll ``predicate`` until true or fail at the deadline (no sleeping as synchronisation)."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(0.01)
-
 
 @contextmanager
 def server_process(db: Path, token: str | None = None) -> Iterator[str]:
@@ -97,7 +90,7 @@ def server_process(db: Path, token: str | None = None) -> Iterator[str]:
             return False
 
     try:
-        wait_until(ready, 20, "the server's /healthz")
+        wait_for(ready, 20, "the server's /healthz")
         yield url
     finally:
         proc.terminate()

@@ -17,9 +17,10 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from otel_chronograph import LapEvent, load_config
 from otel_chronograph.recorder import FlightRecorder, recorder_sink_factory
+from tests.core.helpers import wait_for
 from tests.filesystems import fill, grow, small_filesystem
 
-from .helpers import synthetic_lap, wait_until
+from .helpers import synthetic_lap
 
 
 @pytest.fixture
@@ -57,7 +58,7 @@ def test_disk_full_keeps_records_queued_counted_and_retried(small_fs: Path, capl
         lap = synthetic_lap(i)
         payload = LapEvent("payload", lap.start_ns, 0.0, None, "root", {"body": "x" * 1000})
         recorder(replace(lap, events=[*lap.events, payload]))  # never raises into the deferred worker
-    wait_until(lambda: store.write_failures > 0, 30, "a failed write")
+    wait_for(lambda: store.write_failures > 0, 30, "a failed write")
     assert 0 < store.pending <= total
     warnings = [r for r in caplog.records if "cannot write" in r.getMessage()]
     assert len(warnings) == 1 and "full" in warnings[0].getMessage(), [r.getMessage() for r in warnings]
@@ -70,7 +71,7 @@ def test_disk_full_keeps_records_queued_counted_and_retried(small_fs: Path, capl
 
     (small_fs / "filler").unlink()  # space is back; the writer retries by itself (no flush here)
     grow(small_fs, "64m")
-    wait_until(lambda: _rows(db) == total and store.pending == 0, 60,
+    wait_for(lambda: _rows(db) == total and store.pending == 0, 60,
                "every record written once space is back")
     assert store.dropped == 0
     recorder.shutdown()

@@ -10,8 +10,9 @@ import time
 from pathlib import Path
 
 import otel_chronograph as chrono
+from tests.core.helpers import wait_for
 
-from .helpers import recording, wait_until
+from .helpers import recording
 
 
 def _rows(db: Path, command: str) -> int:
@@ -50,7 +51,7 @@ def test_laps_recorded_in_a_forked_child_reach_the_store_without_a_flush(tmp_pat
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
         proc.force_flush()
-        wait_until(lambda: _rows(db, "parent") == 6, what="the parent's laps")
+        wait_for(lambda: _rows(db, "parent") == 6, what="the parent's laps")
         assert _rows(db, "child") == 7
         assert store.write_failures == 0
 

@@ -11,8 +11,9 @@ import pytest
 
 import otel_chronograph as chrono
 from otel_chronograph.recorder import FlightStore, History
+from tests.core.helpers import wait_for
 
-from .helpers import recording, synthetic_lap, wait_until
+from .helpers import recording, synthetic_lap
 
 HOUR_NS = 3600 * 1_000_000_000
 
@@ -76,7 +77,7 @@ def test_writes_are_batched_off_the_callers_path(tmp_path: Path) -> None:
         with sqlite3.connect(tmp_path / "b.db") as conn:
             return bool(conn.execute("SELECT count(*) FROM flight_records").fetchone()[0] == 50)
 
-    wait_until(written, 10, "the batch to be written")
+    wait_for(written, 10, "the batch to be written")
     store.close()
 
 
@@ -100,7 +101,7 @@ def test_background_cleanup_purges_without_being_asked(tmp_path: Path) -> None:
     store.add_many([synthetic_lap(i, start_ns=time.time_ns() - 2 * HOUR_NS) for i in range(4)])
     store.add(synthetic_lap(9))
     store.start_cleanup(interval_s=0.05)
-    wait_until(lambda: store.count() == 1, 10, "the cleanup thread to purge")
+    wait_for(lambda: store.count() == 1, 10, "the cleanup thread to purge")
     assert store.get("req_0000000000000009") is not None
     store.close()
 
@@ -210,10 +211,10 @@ def _race_close(db: Path) -> tuple[int, int, int]:
     threads = [threading.Thread(target=write, args=(k,)) for k in range(8)]
     for t in threads:
         t.start()
-    wait_until(lambda: sum(added) >= 500, what="laps being added")
+    wait_for(lambda: sum(added) >= 500, what="laps being added")
     store.close()
     late = sum(added)
-    wait_until(lambda: sum(added) >= late + 100, what="laps added after close")
+    wait_for(lambda: sum(added) >= late + 100, what="laps added after close")
     stop.set()
     for t in threads:
         t.join()
