@@ -83,13 +83,13 @@ class Stack:
         self.prometheus = peers.start_prometheus(workdir / "prometheus",
                                                  [g.metrics_endpoint for g in self.gateways])
         self.peers.append(self.prometheus)
-        peers.wait_for(self.prometheus.targets_up, 60, "prometheus scraping both gateways")
+        peers.wait_until(self.prometheus.targets_up, 60, "prometheus scraping both gateways")
         self.port_a, self.port_b = peers.free_ports(2)
         self.procs.append(_app("app_b", self.port_b, self.collector, {}, workdir))
         self.procs.append(_app("app_a", self.port_a, self.collector,
                                {"B_URL": f"http://127.0.0.1:{self.port_b}"}, workdir))
         for port in (self.port_a, self.port_b):
-            peers.wait_for(lambda port=port: peers.http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200,
+            peers.wait_until(lambda port=port: peers.http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200,
                              60, f"app on {port}", on_poll=self._apps_alive)
 
     def _apps_alive(self) -> None:
@@ -161,7 +161,7 @@ def _complete(stack: Stack, trace_id: str) -> list[dict[str, Any]] | None:
 @pytest.mark.e2e
 def test_two_services_behind_load_balanced_gateways(stack: Stack) -> None:
     ids = [stack.checkout(n) for n in range(20)]
-    traces = {t: peers.wait_for(lambda t=t: _complete(stack, t), 90, f"trace {t} in Jaeger with its lap",
+    traces = {t: peers.wait_until(lambda t=t: _complete(stack, t), 90, f"trace {t} in Jaeger with its lap",
                                   on_poll=stack.collector.check_alive) for t in ids}
     for trace_id, spans in traces.items():
         span_ids = [s["spanId"] for s in spans]
@@ -192,7 +192,7 @@ def test_two_services_behind_load_balanced_gateways(stack: Stack) -> None:
             '{chronograph_command="GET /checkout/{n}"})')
         return len(result) == 2 and sum(float(r["value"][1]) for r in result) == 20
 
-    peers.wait_for(laps_in_prometheus, 60, "lap metrics from both gateways in Prometheus")
+    peers.wait_until(laps_in_prometheus, 60, "lap metrics from both gateways in Prometheus")
 
 
 @pytest.mark.e2e
@@ -200,7 +200,7 @@ def test_a_killed_gateway_loses_only_what_it_held_and_takes_its_share_back(stack
     survivor, victim = stack.gateways
     warm = [stack.checkout(n) for n in range(6)]
     for t in warm:
-        peers.wait_for(lambda t=t: _complete(stack, t), 90, f"trace {t}")
+        peers.wait_until(lambda t=t: _complete(stack, t), 90, f"trace {t}")
     # Kill the victim while it holds pending traces (decision_wait is 2 s).
     sent: list[str] = []
 
@@ -208,7 +208,7 @@ def test_a_killed_gateway_loses_only_what_it_held_and_takes_its_share_back(stack
         sent.append(stack.checkout(len(sent)))
         return metric_value(victim.scrape(), "chronograph_pending_traces") > 0
 
-    peers.wait_for(victim_holds_traces, 60, "the victim to hold pending traces")
+    peers.wait_until(victim_holds_traces, 60, "the victim to hold pending traces")
     pending_at_kill = metric_value(victim.scrape(), "chronograph_pending_traces")
     survivor_laps_before = metric_value(survivor.scrape(), "chronograph_laps_total")
     victim.kill()
@@ -218,7 +218,7 @@ def test_a_killed_gateway_loses_only_what_it_held_and_takes_its_share_back(stack
     def survivor_share() -> list[str]:
         return [t for t in during if _laps(stack.jaeger.get_trace(t, raw=True))]
 
-    peers.wait_for(lambda: len(survivor_share()) > 0 and metric_value(
+    peers.wait_until(lambda: len(survivor_share()) > 0 and metric_value(
         survivor.scrape(), "chronograph_laps_total") >= survivor_laps_before + len(survivor_share()),
         90, "the survivor's laps")
     # The loss is visible, never silent: Prometheus shows the victim's target down and what it held when
@@ -226,11 +226,11 @@ def test_a_killed_gateway_loses_only_what_it_held_and_takes_its_share_back(stack
     # (The load-balancing exporter's per-gateway exporters publish no failure counters in this Collector
     # version; its backend_outcome counts only what their queues accepted.)
     down = f'up{{instance="{victim.metrics_endpoint}"}} == 0'
-    peers.wait_for(lambda: stack.prometheus.query_vector(down), 60, "Prometheus to see the victim down")
+    peers.wait_until(lambda: stack.prometheus.query_vector(down), 60, "Prometheus to see the victim down")
     held = stack.prometheus.query_vector(
         f'max_over_time(chronograph_pending_traces{{instance="{victim.metrics_endpoint}"}}[5m])')
     assert held and float(held[0]["value"][1]) >= 1 and pending_at_kill >= 1
-    peers.wait_for(lambda: victim.otlp_grpc_endpoint in "".join(
+    peers.wait_until(lambda: victim.otlp_grpc_endpoint in "".join(
         line for line in stack.collector.log_path.read_text().splitlines() if "Exporting failed" in line),
         60, "the Collector to log its retries to the victim")
     assert len(survivor_share()) < len(during)  # the victim's share waits in the Collector's queue
@@ -238,12 +238,12 @@ def test_a_killed_gateway_loses_only_what_it_held_and_takes_its_share_back(stack
     # Restarted, it takes its share back: the Collector's retries deliver what waited for it.
     victim.restart()
     for t in during:
-        peers.wait_for(lambda t=t: _complete(stack, t), 120, f"trace {t} after the restart",
+        peers.wait_until(lambda t=t: _complete(stack, t), 120, f"trace {t} after the restart",
                          on_poll=victim.check_alive)
     assert metric_value(victim.scrape(), "chronograph_laps_total") > 0
     after = [stack.checkout(200 + n) for n in range(10)]
     for t in after:
-        peers.wait_for(lambda t=t: _complete(stack, t), 90, f"trace {t}")
+        peers.wait_until(lambda t=t: _complete(stack, t), 90, f"trace {t}")
     # Nothing was derived twice, before, during or after.
     for t in [*warm, *sent, *during, *after]:
         assert len(_laps(stack.jaeger.get_trace(t, raw=True))) <= 1, t
