@@ -4,7 +4,6 @@ laps as ``records_from_proto``; forwarding regroups the original span bytes with
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import fields
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -20,6 +19,7 @@ from otel_chronograph.gateway._records import LeanDecoder, attribute_keys
 from otel_chronograph.gateway._wire import annotated_span, batches, set_any_value
 from otel_chronograph.sources import records_from_proto
 from otel_chronograph.sources._otlp import value_from_proto
+from tests.engine.test_sources_agree import same
 
 MS = 1_000_000
 T0 = 1_763_762_400_000 * MS
@@ -113,15 +113,6 @@ def derive_all(config: ChronographConfig, records: list[Any]) -> list[Lap]:
     laps.add(records)
     return [lap for trace in laps.buffer.due(everything=True)
             for _, lap in laps.finish(trace, lambda root: root.attributes)]
-
-
-def same(a: list[Lap], b: list[Lap]) -> None:
-    key = lambda lap: lap.request_id  # noqa: E731
-    a, b = sorted(a, key=key), sorted(b, key=key)
-    assert [x.request_id for x in a] == [x.request_id for x in b]
-    for x, y in zip(a, b, strict=True):
-        for f in fields(Lap):
-            assert getattr(x, f.name) == getattr(y, f.name), (x.request_id, f.name)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
