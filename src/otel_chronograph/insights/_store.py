@@ -121,3 +121,9 @@ def window_sql(since: str | None, until: str | None, column: str = "start_ns") -
         parts.append(f"{column} < ?")
         params.append(parse_time(until))
     return (" AND ".join(parts) or "TRUE"), params
+
+
+def prod_scope(since: str | None = None, until: str | None = None) -> tuple[str, list[Any]]:
+    """The rows detectors read: production spans (``label = 'prod'``) inside the window."""
+    where, params = window_sql(since, until)
+    return f"label = 'prod' AND {where}", params
