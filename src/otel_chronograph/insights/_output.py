@@ -26,7 +26,7 @@ def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
     """``rows`` as a text table of ``columns`` (header first); empty rows give the header only."""
     cells = [list(columns)] + [[_cell(row.get(c)) for c in columns] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
-    return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells)
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells)
 
 
 def emit(items: Any, as_json: bool, columns: Sequence[str] = (), empty: str = "nothing found") -> None:
