@@ -27,7 +27,8 @@ _ZSTD = b"\x28\xb5\x2f\xfd"
 _MAX_LINE = 256 * 1024 * 1024  # one exported batch; beyond this a line is refused, not read into memory
 
 
-def _open(path: Path) -> IO[bytes]:
+def open_input(path: Path) -> IO[bytes]:
+    """``path`` for reading, decompressed (gzip, zstd) by its magic bytes; OTLPError when it cannot be."""
     raw = path.open("rb")
     head = raw.peek(4)[:4] if isinstance(raw, io.BufferedReader) else b""
     if head.startswith(_GZIP):
@@ -48,7 +49,7 @@ def read_records(path: str | Path, on_error: OnError) -> Iterator[list[SpanRecor
     p = Path(path)
     name = str(path)
     try:
-        stream = _open(p)
+        stream = open_input(p)
     except OTLPError as exc:
         on_error(name, 0, str(exc))
         return
