@@ -40,7 +40,8 @@ def _span(rng: random.Random, trace: str, span_id: str, parent: str | None, name
     return s
 
 
-def traces(n: int, seed: int = 7, span_seconds: float = 14 * 86400) -> Iterator[dict[str, list[dict[str, Any]]]]:
+def traces(n: int, seed: int = 7, span_seconds: float = 14 * 86400
+           ) -> Iterator[dict[str, list[dict[str, Any]]]]:
     """``n`` traces as {service: [OTLP JSON span, ...]}, start times spread over ``span_seconds``."""
     rng = random.Random(seed)
     step = span_seconds * 1e9 / max(n, 1)

@@ -51,8 +51,14 @@ class _Progress:
         self._task: Any = None
         if sys.stderr.isatty():
             from rich.console import Console
-            from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self._bar = Progress(TextColumn("[bold]ingest[/] {task.description}"), BarColumn(),
                                  DownloadColumn(), TextColumn("{task.fields[spans]:,} spans"),
@@ -348,7 +354,7 @@ def ingest_command(paths: tuple[str, ...], db: str, label: str, laps: bool, conf
 
 
 def _count(conn: duckdb.DuckDBPyConnection) -> int:
-    row = conn.execute("SELECT count(*) FROM spans").fetchone()
+    row = conn.execute("SELECT count(*) FROM spans").fetchall()[0]
     return int(row[0]) if row else 0
 
 
@@ -357,5 +363,6 @@ def _memory(text: str) -> str:
     import re
 
     if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", text.strip(), re.IGNORECASE):
-        raise click.BadParameter(f"{text!r}: expected a size such as 512MB or 2GB", param_hint="--memory-limit")
+        raise click.BadParameter(f"{text!r}: expected a size such as 512MB or 2GB",
+                                 param_hint="--memory-limit")
     return text.strip()

@@ -99,8 +99,9 @@ FROM rows
 """
 
 _CHECK = """SELECT count(*),
-                   count(*) FILTER (WHERE trace_id IS NULL OR length(trace_id) <> 32 OR span_id IS NULL
-                                    OR length(span_id) <> 16 OR length(coalesce(parent_id, '0123456789abcdef')) <> 16),
+                   count(*) FILTER (WHERE trace_id IS NULL OR length(trace_id) <> 32
+                                    OR span_id IS NULL OR length(span_id) <> 16
+                                    OR length(coalesce(parent_id, '0123456789abcdef')) <> 16),
                    max(bad_docs)
             FROM chrono_staged"""
 
@@ -123,7 +124,7 @@ def stage_chunk(conn: duckdb.DuckDBPyConnection, path: str, label: str) -> int:
         conn.execute(macro)
     try:
         conn.execute(_STAGE, [path, label])
-        total, bad_ids, bad_docs = conn.execute(_CHECK).fetchone() or (0, 0, 0)
+        total, bad_ids, bad_docs = conn.execute(_CHECK).fetchall()[0]
     except duckdb.Error as exc:
         raise ChunkRefused(str(exc).splitlines()[0]) from None
     if not total:  # nothing, or only lines without resourceSpans: let the Python decoder say which

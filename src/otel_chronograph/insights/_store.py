@@ -7,9 +7,9 @@ process at a time, and a second writer gets a clear error naming the file instea
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import duckdb
 
 SpanRow = tuple[Any, ...]
+F = TypeVar("F", bound=Callable[..., Any])
 
 _SPAN_COLUMNS = ("trace_id", "span_id", "parent_id", "parent_remote", "service", "name", "operation",
                  "kind", "start_ns", "end_ns", "duration_ms", "error", "status_message", "attributes",
@@ -97,7 +98,8 @@ def _insert(conn: duckdb.DuckDBPyConnection, table: str, columns: Sequence[str],
         return
     import pyarrow as pa
 
-    batch = pa.table({name: list(values) for name, values in zip(columns, zip(*rows), strict=True)})
+    values = zip(*rows, strict=True)
+    batch = pa.table({name: list(column) for name, column in zip(columns, values, strict=True)})
     conn.register("chrono_batch", batch)
     try:
         conn.execute(f"INSERT OR {conflict} INTO {table} ({', '.join(columns)}) "
@@ -115,7 +117,7 @@ def lap_row(lap: Lap, label: str = "prod") -> SpanRow:
             _dumps(dict(lap.sectors)), _dumps(list(lap.critical_path)), label)
 
 
-def db_option() -> Any:
+def db_option() -> Callable[[F], F]:
     """The ``--db`` option every insights command takes (SPEC.md Part 2)."""
     return click.option("--db", "db", default=DEFAULT_DB, show_default=True, type=click.Path(dir_okay=False),
                         help="The insights store (DuckDB file).")
@@ -132,7 +134,7 @@ def parse_time(text: str) -> int:
     return int(when.timestamp() * 1e9)
 
 
-def window_options(fn: Any) -> Any:
+def window_options(fn: F) -> F:
     """``--since`` / ``--until`` (ISO 8601): every command looks at all data unless they narrow it."""
     fn = click.option("--until", "until", default=None, help="Only spans starting before (ISO 8601).")(fn)
     return click.option("--since", "since", default=None,
