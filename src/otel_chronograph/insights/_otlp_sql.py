@@ -21,23 +21,32 @@ __all__ = ["ChunkRefused", "stage_chunk"]
 
 # OTLP AnyValue -> the JSON value the Python decoder stores (ints as numbers, bytes as hex, arrays as
 # lists); a kvlist stays as OTLP wrote it. Macros are per connection (TEMP).
+_VALUE = ("STRUCT(stringValue VARCHAR, intValue VARCHAR, boolValue BOOLEAN, doubleValue DOUBLE, "
+          'bytesValue VARCHAR, arrayValue STRUCT("values" JSON), kvlistValue JSON)')
+_ATTRS = f'STRUCT("key" VARCHAR, "value" {_VALUE})[]'
+_SPAN = ('STRUCT(traceId VARCHAR, spanId VARCHAR, parentSpanId VARCHAR, flags UBIGINT, "name" VARCHAR, '
+         f"kind JSON, startTimeUnixNano VARCHAR, endTimeUnixNano VARCHAR, attributes {_ATTRS}, "
+         f'events STRUCT("name" VARCHAR, timeUnixNano VARCHAR, attributes {_ATTRS})[], '
+         "status STRUCT(code JSON, message VARCHAR))")
+_RESOURCE_SPANS = f"STRUCT(resource STRUCT(attributes {_ATTRS}), scopeSpans STRUCT(spans {_SPAN}[])[])[]"
+#: read_json parses straight into these types (one pass, typed: no JSON path lookups per value)
+_COLUMNS = f"{{'resourceSpans': '{_RESOURCE_SPANS}', 'result': 'STRUCT(resourceSpans {_RESOURCE_SPANS})'}}"
 _MACROS = (
     """CREATE OR REPLACE TEMP MACRO chrono_scalar(v) AS CASE
-        WHEN v IS NULL THEN NULL
-        WHEN json_exists(v, '$.stringValue') THEN to_json(v->>'$.stringValue')
-        WHEN json_exists(v, '$.intValue') THEN to_json(CAST(v->>'$.intValue' AS HUGEINT))
-        WHEN json_exists(v, '$.boolValue') THEN to_json(CAST(v->>'$.boolValue' AS BOOLEAN))
-        WHEN json_exists(v, '$.doubleValue') THEN to_json(CAST(v->>'$.doubleValue' AS DOUBLE))
-        WHEN json_exists(v, '$.bytesValue') THEN to_json(lower(hex(from_base64(v->>'$.bytesValue'))))
-        WHEN json_exists(v, '$.kvlistValue') THEN v->'$.kvlistValue'
+        WHEN v.stringValue IS NOT NULL THEN to_json(v.stringValue)
+        WHEN v.intValue IS NOT NULL THEN to_json(CAST(v.intValue AS HUGEINT))
+        WHEN v.boolValue IS NOT NULL THEN to_json(v.boolValue)
+        WHEN v.doubleValue IS NOT NULL THEN to_json(v.doubleValue)
+        WHEN v.bytesValue IS NOT NULL THEN to_json(lower(hex(from_base64(v.bytesValue))))
+        WHEN v.kvlistValue IS NOT NULL THEN v.kvlistValue
         ELSE NULL END""",
-    """CREATE OR REPLACE TEMP MACRO chrono_value(v) AS CASE
-        WHEN json_exists(v, '$.arrayValue') THEN to_json(list_transform(
-            CAST(coalesce(v->'$.arrayValue.values', '[]') AS JSON[]), lambda x: chrono_scalar(x)))
+    # an array's elements are scalars (OTLP allows nesting; a nested array or kvlist is kept as written)
+    f"""CREATE OR REPLACE TEMP MACRO chrono_value(v) AS CASE
+        WHEN v.arrayValue IS NOT NULL THEN to_json(list_transform(
+            coalesce(CAST(v.arrayValue."values" AS {_VALUE}[]), []), lambda x: chrono_scalar(x)))
         ELSE chrono_scalar(v) END""",
     """CREATE OR REPLACE TEMP MACRO chrono_attrs(a) AS to_json(map_from_entries(list_transform(
-        CAST(coalesce(a, '[]') AS STRUCT("key" VARCHAR, "value" JSON)[]),
-        lambda kv: {'k': kv.key, 'v': chrono_value(kv.value)})))""",
+        coalesce(a, []), lambda kv: {'k': kv.key, 'v': chrono_value(kv.value)})))""",
     # hex as most exporters write it, base64 as protobuf's own JSON mapping does; '' when neither
     """CREATE OR REPLACE TEMP MACRO chrono_id(t, size) AS CASE
         WHEN t IS NULL OR t = '' THEN NULL
@@ -53,18 +62,13 @@ _MACROS = (
                                    TRY_CAST(k AS INTEGER)), 'INTERNAL') END""",
 )
 
-_SPAN_SCHEMA = ('{"traceId":"VARCHAR","spanId":"VARCHAR","parentSpanId":"VARCHAR","flags":"UBIGINT",'
-                '"name":"VARCHAR","kind":"JSON","startTimeUnixNano":"VARCHAR","endTimeUnixNano":"VARCHAR",'
-                '"attributes":"JSON","events":"JSON","status":{"code":"JSON","message":"VARCHAR"}}')
-_RS_SCHEMA = f'[{{"resource":{{"attributes":"JSON"}},"scopeSpans":[{{"spans":[{_SPAN_SCHEMA}]}}]}}]'
-
 _STAGE = f"""
 CREATE OR REPLACE TEMP TABLE chrono_staged AS
 WITH docs AS (
-    SELECT json_transform(coalesce(json->'$.resourceSpans', json->'$.result.resourceSpans'),
-                          '{_RS_SCHEMA}') AS rs,
-           json_exists(json, '$.resourceSpans') OR json_exists(json, '$.result.resourceSpans') AS ok
-    FROM read_json_objects(?, format = 'newline_delimited', maximum_object_size = 268435456)),
+    SELECT coalesce(resourceSpans, result.resourceSpans) AS rs,
+           resourceSpans IS NOT NULL OR result.resourceSpans IS NOT NULL AS ok
+    FROM read_json(?, format = 'newline_delimited', columns = {_COLUMNS},
+                   maximum_object_size = 268435456)),
 bad AS (SELECT count(*) FILTER (WHERE NOT ok) AS n FROM docs),
 r AS (SELECT unnest(rs) AS r FROM docs WHERE ok),
 s AS (SELECT r.resource.attributes AS res, unnest(r.scopeSpans) AS sc FROM r),
@@ -73,16 +77,15 @@ rows AS (
     SELECT chrono_id(x.traceId, 16) AS trace_id, chrono_id(x.spanId, 8) AS span_id,
            chrono_id(x.parentSpanId, 8) AS parent_id, coalesce(x.flags, 0) AS flags,
            coalesce(nullif(json_extract_string(chrono_value(list_filter(
-               CAST(coalesce(res, '[]') AS STRUCT("key" VARCHAR, "value" JSON)[]),
-               lambda kv: kv.key = 'service.name')[1].value), '$'), ''), 'unknown_service') AS service,
+               coalesce(res, []), lambda kv: kv.key = 'service.name')[1].value), '$'), ''),
+               'unknown_service') AS service,
            coalesce(x.name, '') AS name, chrono_kind(x.kind) AS kind,
            CAST(coalesce(nullif(x.startTimeUnixNano, ''), '0') AS BIGINT) AS start_ns,
            CAST(coalesce(nullif(x.endTimeUnixNano, ''), '0') AS BIGINT) AS end_raw,
            coalesce(CAST(x.status.code AS VARCHAR) IN ('2', '"STATUS_CODE_ERROR"'), false) AS error,
            x.status.message AS message, chrono_attrs(x.attributes) AS attributes,
            chrono_attrs(res) AS resource,
-           to_json(list_transform(CAST(coalesce(x.events, '[]')
-                   AS STRUCT("name" VARCHAR, "timeUnixNano" VARCHAR, "attributes" JSON)[]),
+           to_json(list_transform(coalesce(x.events, []),
                lambda e: {{'name': coalesce(e.name, ''),
                           'time_ns': CAST(coalesce(nullif(e.timeUnixNano, ''), '0') AS BIGINT),
                           'attributes': chrono_attrs(e.attributes)}})) AS events
