@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from otel_chronograph.engine import SpanRecord
 from otel_chronograph.insights._cli import insights
 from otel_chronograph.insights._flows import check_flows, compare_children, load_flow_spec
-from otel_chronograph.insights._store import _SPAN_COLUMNS, open_store, span_row
+from otel_chronograph.insights._store import open_store
 
 from .helpers import new_id, span, store
 
@@ -37,16 +37,7 @@ def trace(children: Sequence[str], start_s: float = 0.0, *, gap_s: float = 0.001
 
 
 def bulk_store(path: Path, records: Sequence[SpanRecord]) -> None:
-    """Like ``helpers.store`` (same ``span_row``s) but one Arrow insert: executemany is ~5 ms a row."""
-    import pyarrow as pa
-
-    rows = [span_row(r) for r in records]
-    table = pa.table({c: list(v) for c, v in zip(_SPAN_COLUMNS, zip(*rows, strict=True), strict=True)})
-    conn = open_store(str(path))
-    conn.register("new_rows", table)
-    cols = ", ".join(_SPAN_COLUMNS)
-    conn.execute(f"INSERT OR IGNORE INTO spans ({cols}) SELECT {cols} FROM new_rows")
-    conn.close()
+    store(path, records).close()
 
 
 def tid_hex(tid: int) -> str:

@@ -108,7 +108,7 @@ def coverage(conn: duckdb.DuckDBPyConnection, handlers: Sequence[str],
 @click.option("--tests", "tests_paths", multiple=True, type=click.Path(dir_okay=False),
               help="OTLP JSON/protobuf files a test run exported (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON shape.")
-@db_option()  # type: ignore[untyped-decorator]  # _store's decorators are typed Any
+@db_option()  # _store's decorators are typed Any
 @window_options
 def coverage_command(handlers_path: str, tests_paths: tuple[str, ...], as_json: bool, db: str,
                      since: str | None, until: str | None) -> None:

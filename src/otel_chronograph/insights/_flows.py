@@ -207,7 +207,7 @@ def flows_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the SPEC.md JSON shape.")
 @click.option("--max-deviations", default=MAX_DEVIATIONS, show_default=True, type=click.IntRange(min=0),
               help="Deviations listed per operation (all are counted).")
-@db_option()  # type: ignore[untyped-decorator]  # _store's decorators are typed Any
+@db_option()  # _store's decorators are typed Any
 @window_options
 def check_command(spec_path: str, as_json: bool, max_deviations: int, db: str,
                   since: str | None, until: str | None) -> None:

@@ -83,7 +83,7 @@ def find_mutations(conn: duckdb.DuckDBPyConnection, keys: Sequence[str], where: 
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON shape.")
 @click.option("--max-sequences", default=MAX_SEQUENCES, show_default=True, type=click.IntRange(min=0),
               help="Write orders listed per key (most common first).")
-@db_option()  # type: ignore[untyped-decorator]  # _store's decorators are typed Any
+@db_option()  # _store's decorators are typed Any
 @window_options
 def mutations_command(keys: tuple[str, ...], as_json: bool, max_sequences: int, db: str,
                       since: str | None, until: str | None) -> None:
