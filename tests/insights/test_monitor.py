@@ -25,7 +25,7 @@ from otel_chronograph.insights._monitor import promql_string
 from tests.insights.helpers import span, store
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-import peers  # noqa: E402
+import peers
 
 NASTY = ['GET /a"b', "back\\slash", "{{ $labels.x }} {{", "new\nline", "tab\tand 'quote' \u2028 é 🙂",
          "x\"} or vector(1) # "]
@@ -74,9 +74,10 @@ def test_rules_follow_the_baselines(tmp_path: Path) -> None:
     assert len(latency["rules"]) == len(errors["rules"]) == len(ops)
     rule = next(r for r in latency["rules"] if 'span_name="GET /orders/{id}"' in r["expr"])
     assert rule["for"] == "10m"
-    assert rule["expr"].startswith("histogram_quantile(0.99, sum by (le, service_name, span_name) "
-                                   '(rate(traces_span_metrics_duration_milliseconds_bucket{service_name="web", '
-                                   'span_name="GET /orders/{id}"}[5m])))')
+    assert rule["expr"].startswith(
+        "histogram_quantile(0.99, sum by (le, service_name, span_name) (rate("
+        'traces_span_metrics_duration_milliseconds_bucket{service_name="web", span_name="GET /orders/{id}"}'
+        "[5m])))")
     assert rule["expr"].endswith(f"> {round(web['latency_threshold_ms'], 6)!r}")
     # names never reach labels or annotations (Go templates): only $labels references
     for r in latency["rules"] + errors["rules"]:

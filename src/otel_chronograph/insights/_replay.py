@@ -421,10 +421,12 @@ def _speed(text: str) -> float:
               help="2 = twice as fast (gaps between traces halved); 0 or 'max' = no waiting.")
 @click.option("--batch", "batch_spans", default=1000, show_default=True, type=click.IntRange(1, 100_000),
               help="At most this many spans per OTLP request.")
+@click.option("--connect-timeout", default=10.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Seconds to wait for a gRPC connection before giving up.")
 @click.option("--since", default=None, help="With --db: only spans starting at or after (ISO 8601).")
 @click.option("--until", default=None, help="With --db: only spans starting before (ISO 8601).")
 def replay_command(paths: tuple[str, ...], db: str | None, endpoint: str, protocol: str, speed: str,
-                   batch_spans: int, since: str | None, until: str | None) -> None:
+                   batch_spans: int, connect_timeout: float, since: str | None, until: str | None) -> None:
     """Re-send traces over OTLP with fresh ids, times shifted to now, at a chosen speed."""
     factor = _speed(speed)
     if paths and db:
@@ -448,7 +450,8 @@ def replay_command(paths: tuple[str, ...], db: str | None, endpoint: str, protoc
     if earliest is None:
         click.echo("replay: no spans to send", err=True)
         sys.exit(2 if source is not None and source.errors else 0)
-    sender: Sender = GrpcSender(endpoint) if protocol == "grpc" else HttpSender(endpoint)
+    sender: Sender = (GrpcSender(endpoint, connect_timeout=connect_timeout) if protocol == "grpc"
+                      else HttpSender(endpoint))
     replayer = Replayer(sender, earliest, factor, batch_spans, progress=Progress())
     try:
         for records, trace_start, first in groups:
