@@ -9,12 +9,14 @@ Per operation with ``--min-count`` production spans: a latency alert when the p9
 when the share of error calls stays above max(error rate × margin, ``--min-error-rate``).
 
 Names come from untrusted telemetry and only ever appear inside PromQL string literals, escaped the
-way the PromQL lexer unquotes them; alert labels and annotations hold no name (annotations are Go
-templates: they read ``$labels``, which the expressions keep by grouping on the name labels).
+way the PromQL lexer unquotes them; alert labels and annotations hold no name (both are Go templates:
+annotations read ``$labels``, which the expressions keep by grouping on the name labels, and a label
+``chronograph_operation_id``, a hash of the operation, tells the rules apart).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -90,17 +92,25 @@ def thresholds(bases: Sequence[Mapping[str, Any]], margin: float, min_error_rate
     return out
 
 
+def operation_id(operation: str) -> str:
+    """A short stable id of an operation: a label value that is unique per rule (promtool flags two
+    alerts with the same name and labels as duplicates) and safe in a Go template, unlike the name."""
+    return hashlib.sha256(operation.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
 def rules(items: Sequence[Mapping[str, Any]], namespace: str, window: str, for_: str) -> dict[str, Any]:
     """The Prometheus rule file (``groups``): one latency and one error-rate alert per operation."""
     latency, errors = [], []
     for it in items:
         service, name = it["service"], it["span_name"]
+        labels = {"severity": "warning", "source": "chronograph-insights",
+                  "chronograph_operation_id": operation_id(it["operation"])}
         latency.append({
             "alert": "OperationLatencyAboveBaseline",
             "expr": (f"{latency_expr(namespace, service, name, window)}\n  > "
                      f"{_number(it['latency_threshold_ms'])}"),
             "for": for_,
-            "labels": {"severity": "warning", "source": "chronograph-insights"},
+            "labels": labels,
             "annotations": {
                 "summary": "p99 of {{ $labels.service_name }}: {{ $labels.span_name }} is "
                            "{{ $value | humanize }} ms",
@@ -113,7 +123,7 @@ def rules(items: Sequence[Mapping[str, Any]], namespace: str, window: str, for_:
             "expr": f"(\n  {error_ratio_expr(namespace, service, name, window)}\n) > "
                     f"{_number(it['error_rate_threshold'])}",
             "for": for_,
-            "labels": {"severity": "warning", "source": "chronograph-insights"},
+            "labels": labels,
             "annotations": {
                 "summary": "error rate of {{ $labels.service_name }}: {{ $labels.span_name }} is "
                            "{{ $value | humanizePercentage }}",
