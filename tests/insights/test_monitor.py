@@ -186,7 +186,8 @@ def test_rules_load_into_prometheus_and_evaluate(tmp_path: Path, prometheus_with
         return groups if groups and done else []
 
     groups = peers.wait_until(evaluated, 30, "rules evaluated", on_poll=prom.check_alive)
-    assert sorted(g["name"] for g in groups) == ["chronograph-insights-errors", "chronograph-insights-latency"]
+    names = sorted(g["name"] for g in groups)
+    assert names == ["chronograph-insights-errors", "chronograph-insights-latency"]
     for group in groups:
         assert len(group["rules"]) == len(items)
         for rule in group["rules"]:

@@ -1,12 +1,16 @@
 """``insights replay`` without peers: ids remapped consistently, times shifted to now, the speed
-factor, bounded requests, both transports (an in-process OTLP gRPC and HTTP receiver) and clean errors.
-The run into the real Collector -> Jaeger is tests/insights/test_replay_e2e.py."""
+factor, bounded requests, both transports (an in-process OTLP gRPC and HTTP receiver) and clean errors;
+and end to end: replayed into the real Collector (collector-config/gateway.yaml) -> Jaeger, the traces
+show again with new ids, and the spanmetrics series the ``monitor`` rules select exist in Prometheus."""
 
 from __future__ import annotations
 
 import http.server
+import itertools
 import random
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
@@ -130,7 +134,7 @@ def test_a_parent_outside_the_input_maps_the_same_for_every_child() -> None:
 
 
 @pytest.mark.parametrize("speed,sleeps,second_start_s", [(1.0, [10.0], 10.0), (2.0, [5.0], 5.0),
-                                                          (0.5, [20.0], 20.0), (0.0, [], 10.0)])
+                                                          (0.5, [20.0], 20.0), (0.0, [], 0.0)])
 def test_times_shift_to_now_and_speed_divides_the_gaps(speed: float, sleeps: list[float],
                                                        second_start_s: float) -> None:
     rng = random.Random(1)
@@ -297,3 +301,105 @@ def test_bad_arguments(tmp_path: Path, args: list[str], message: str) -> None:
     args = [str(tmp_path / a) if a.endswith((".jsonl", ".duckdb")) else a for a in args]
     result = CliRunner().invoke(insights, ["replay", "--endpoint", "127.0.0.1:1", *args])
     assert result.exit_code in (1, 2) and message in result.output, result.output
+
+
+# -- end to end: the real Collector -> Jaeger, and spanmetrics -> Prometheus ---------------------------
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
+import peers  # noqa: E402
+
+E2E_NAMES = ["GET /orders/{id}", 'quote " and back\\slash', "db.query"]
+
+
+@pytest.fixture()
+def stack(tmp_path: Path) -> Iterator[peers.PeerStack]:
+    stack = peers.PeerStack(tmp_path / "peers")
+    try:
+        stack.start()
+    except (peers.PeerError, TimeoutError) as exc:
+        stack.stop()
+        pytest.fail(f"could not start the peer stack (scripts/build-peers.sh builds it): {exc}",
+                    pytrace=False)
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+def shop(service: str, traces: int, gap_s: float) -> list[SpanRecord]:
+    rng = random.Random(8)
+    out = []
+    for i in range(traces):
+        root = span(E2E_NAMES[0], i * gap_s, 40 + rng.random(), service=service, error=i % 5 == 0)
+        mid = span(E2E_NAMES[1], i * gap_s + 0.001, 20, service=service, trace=root.trace_id,
+                   parent=root.span_id, kind=SpanKind.INTERNAL, attributes={"i": i})
+        leaf = span(E2E_NAMES[2], i * gap_s + 0.002, 5, service=service, trace=root.trace_id,
+                    parent=mid.span_id, kind=SpanKind.CLIENT)
+        out += [root, mid, leaf]
+    return out
+
+
+def jaeger_shape(spans: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
+    names = {s["spanId"]: s["name"] for s in spans}
+    return sorted((s["name"], names.get(s.get("parentSpanId") or "")) for s in spans)
+
+
+@pytest.mark.e2e
+def test_replay_into_the_collector_shows_in_jaeger_with_new_ids(tmp_path: Path, stack: peers.PeerStack
+                                                                 ) -> None:
+    assert stack.jaeger and stack.collector and stack.prometheus
+    service = f"replay-{random.Random().getrandbits(32):08x}"
+    records = shop(service, 12, 60.0)  # a trace a minute in production
+    db = tmp_path / "prod.duckdb"
+    store(db, records).close()
+    started = time.time()
+    result = CliRunner().invoke(insights, ["replay", "--db", str(db), "--endpoint",
+                                           stack.collector.otlp_grpc_endpoint, "--speed", "max"])
+    assert result.exit_code == 0, result.output + stack.logs()
+    assert "12 traces, 36 spans" in result.stderr
+
+    def replayed() -> list[dict[str, Any]]:
+        spans = stack.jaeger.find_traces(service)  # type: ignore[union-attr]
+        return spans if len(spans) >= 36 else []
+
+    spans = peers.wait_until(replayed, 60, "the replayed traces in Jaeger")
+    assert len(spans) == 36
+    assert jaeger_shape(spans) == sorted(
+        (n, p) for _ in range(12) for n, p in ((E2E_NAMES[0], None), (E2E_NAMES[1], E2E_NAMES[0]),
+                                                (E2E_NAMES[2], E2E_NAMES[1])))
+    old_ids = {f"{r.trace_id:032x}" for r in records}
+    new_ids = {s["traceId"] for s in spans}
+    assert len(new_ids) == 12 and not new_ids & old_ids
+    starts = sorted(int(s["startTimeUnixNano"]) for s in spans if s["name"] == E2E_NAMES[0])
+    # --speed max: each trace starts when it was sent (now, in order), not minutes apart as in production
+    assert started - 1 <= starts[0] / 1e9 <= starts[-1] / 1e9 <= time.time()
+    codes = [(s.get("status") or {}).get("code") for s in spans]
+    assert sum(c in (2, "STATUS_CODE_ERROR") for c in codes) == 3, codes
+
+    # the series the monitor rules select exist under the names the spanmetrics connector exports
+    from otel_chronograph.insights._monitor import _selector, latency_expr
+
+    for name in E2E_NAMES:
+        for metric in ("traces_span_metrics_calls_total", "traces_span_metrics_duration_milliseconds_bucket"):
+            selector = _selector(metric, service, name)
+            peers.wait_until(lambda s=selector: stack.prometheus.query_vector(s),  # type: ignore[union-attr]
+                             60, f"{selector} in Prometheus")
+        expr = latency_expr("traces_span_metrics", service, name, "1m")  # rate() needs a second scrape
+        peers.wait_until(lambda e=expr: stack.prometheus.query_vector(e), 30, expr)  # type: ignore[union-attr]
+
+
+@pytest.mark.e2e
+def test_replay_over_http_at_double_speed(tmp_path: Path, stack: peers.PeerStack) -> None:
+    assert stack.jaeger and stack.collector
+    service = f"replay-http-{random.Random().getrandbits(32):08x}"
+    path = write_otlp_json(tmp_path / "traces.jsonl", shop(service, 3, 1.0))
+    began = time.monotonic()
+    result = CliRunner().invoke(insights, ["replay", str(path), "--protocol", "http", "--speed", "2",
+                                           "--endpoint", stack.collector.otlp_http_endpoint])
+    elapsed = time.monotonic() - began
+    assert result.exit_code == 0, result.output + stack.logs()
+    assert elapsed >= 1.0  # gaps of 1 s between 3 traces, halved: at least 2 x 0.5 s of waiting
+    spans = peers.wait_until(lambda: len(s := stack.jaeger.find_traces(service)) >= 9 and s,  # type: ignore[union-attr]
+                             60, "the replayed traces in Jaeger")
+    starts = sorted(int(s["startTimeUnixNano"]) for s in spans if s["name"] == E2E_NAMES[0])
+    assert [b - a for a, b in itertools.pairwise(starts)] == [500_000_000] * 2
