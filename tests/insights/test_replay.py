@@ -311,9 +311,10 @@ import peers  # noqa: E402
 E2E_NAMES = ["GET /orders/{id}", 'quote " and back\\slash', "db.query"]
 
 
-@pytest.fixture()
-def stack(tmp_path: Path) -> Iterator[peers.PeerStack]:
-    stack = peers.PeerStack(tmp_path / "peers")
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[peers.PeerStack]:
+    """One Jaeger + Collector + Prometheus for this module's e2e tests (each uses its own service)."""
+    stack = peers.PeerStack(tmp_path_factory.mktemp("peers"))
     try:
         stack.start()
     except (peers.PeerError, TimeoutError) as exc:
