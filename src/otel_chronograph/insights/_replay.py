@@ -176,7 +176,7 @@ class GrpcSender:
         except grpc.FutureTimeoutError:
             self._channel.close()
             raise click.ClickException(f"{self.endpoint}: cannot connect (OTLP/gRPC, "
-                                       f"{connect_timeout:.0f} s)") from None
+                                       f"{connect_timeout:g} s)") from None
 
     def send(self, request: ExportTraceServiceRequest) -> int:
         grpc = self._grpc
