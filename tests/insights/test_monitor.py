@@ -50,9 +50,24 @@ def production(seed: int = 3) -> list[SpanRecord]:
     return out
 
 
-def monitor(tmp_path: Path, records: list[SpanRecord], *args: str) -> tuple[Path, Path, Any]:
+LAP_COMMANDS = ["faf score", 'say "hi" \\ {{ now }}']
+
+
+def add_laps(conn: Any, count: int = 40) -> None:
+    """Lap rows as ingest derives them: two commands of service ``cli``, lap times 100..139 ms."""
+    rows = [(f"{k:016x}{i:016x}", f"{i:016x}", "cli", cmd, f"cli: {cmd}", i * 10**9, 100.0 + i, "GREEN",
+             False, None, None, None, "{}", "[]", "prod")
+            for k, cmd in enumerate(LAP_COMMANDS) for i in range(count)]
+    conn.executemany("INSERT INTO laps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+
+def monitor(tmp_path: Path, records: list[SpanRecord], *args: str, laps: bool = True
+            ) -> tuple[Path, Path, Any]:
     db = tmp_path / "prod.duckdb"
-    store(db, records).close()
+    conn = store(db, records)
+    if laps:
+        add_laps(conn)
+    conn.close()
     rules, board = tmp_path / "rules.yml", tmp_path / "dashboard.json"
     result = CliRunner().invoke(insights, ["monitor", "--db", str(db), "--prometheus-rules", str(rules),
                                            "--grafana-dashboard", str(board), "--json", *args])
@@ -62,16 +77,24 @@ def monitor(tmp_path: Path, records: list[SpanRecord], *args: str) -> tuple[Path
 
 def test_rules_follow_the_baselines(tmp_path: Path) -> None:
     rules, board, items = monitor(tmp_path, production(), "--margin", "2", "--min-count", "20")
-    ops = {i["operation"]: i for i in items}
+    ops = {i["operation"]: i for i in items if i.get("kind") != "lap"}
+    laps = {i["command"]: i for i in items if i.get("kind") == "lap"}
     assert len(ops) == 2 + len(NASTY)  # "rare" has 1 span
+    assert set(laps) == set(LAP_COMMANDS)
+    assert laps["faf score"]["p99_ms"] == pytest.approx(100 + 0.99 * 39)
+    assert laps["faf score"]["latency_threshold_ms"] == pytest.approx(2 * (100 + 0.99 * 39), abs=1e-3)
     web = ops["web: GET /orders/{id}"]
     assert web["latency_threshold_ms"] == pytest.approx(2 * web["p99_ms"], abs=1e-3)
     assert web["error_rate"] == pytest.approx(0.05)
     assert web["error_rate_threshold"] == pytest.approx(0.10)
     assert ops["billing: charge"]["error_rate_threshold"] == 0.01  # the floor
     doc = yaml.safe_load(rules.read_text())
-    latency, errors = doc["groups"]
+    latency, errors, lap_group = doc["groups"]
     assert len(latency["rules"]) == len(errors["rules"]) == len(ops)
+    [lap_rule] = [r for r in lap_group["rules"] if 'chronograph_command="faf score"' in r["expr"]]
+    assert lap_rule["expr"].startswith(
+        "histogram_quantile(0.99, sum by (le, service_name, chronograph_command) (rate("
+        'chronograph_lap_duration_milliseconds_bucket{service_name="cli", chronograph_command="faf score"}')
     rule = next(r for r in latency["rules"] if 'span_name="GET /orders/{id}"' in r["expr"])
     assert rule["for"] == "10m"
     assert rule["expr"].startswith(
@@ -80,24 +103,26 @@ def test_rules_follow_the_baselines(tmp_path: Path) -> None:
         "[5m])))")
     assert rule["expr"].endswith(f"> {round(web['latency_threshold_ms'], 6)!r}")
     # names never reach labels or annotations (Go templates): only $labels references
-    for r in latency["rules"] + errors["rules"]:
+    for r in latency["rules"] + errors["rules"] + lap_group["rules"]:
         assert set(r["labels"]) == {"severity", "source", "chronograph_operation_id"}
         assert all(n not in json.dumps(r["annotations"]) for n in ("svc", "GET", "charge"))
     panels = json.loads(board.read_text())["panels"]
-    assert len(panels) == 2 * len(ops)
+    assert len(panels) == 2 * len(ops) + len(laps)
+    assert len({p["id"] for p in panels}) == len(panels)
 
 
 def test_promtool_accepts_rules_with_quotes_and_backslashes(tmp_path: Path) -> None:
     rules, _, items = monitor(tmp_path, production())
-    assert any('"' in i["span_name"] and "\\" in i["service"] for i in items)
+    spans = [i for i in items if i.get("kind") != "lap"]
+    assert any('"' in i["span_name"] and "\\" in i["service"] for i in spans)
     out = subprocess.run([promtool(), "check", "rules", str(rules)], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert f"SUCCESS: {2 * len(items)} rules found" in out.stdout + out.stderr
+    assert f"SUCCESS: {2 * len(spans) + len(LAP_COMMANDS)} rules found" in out.stdout + out.stderr
 
 
 def test_empty_store_gives_empty_groups_that_promtool_accepts(tmp_path: Path) -> None:
-    rules, _, items = monitor(tmp_path, [])
+    rules, _, items = monitor(tmp_path, [], laps=False)
     assert items == []
     out = subprocess.run([promtool(), "check", "rules", str(rules)], capture_output=True, text=True,
                          timeout=60)
@@ -187,19 +212,22 @@ def test_rules_load_into_prometheus_and_evaluate(tmp_path: Path, prometheus_with
 
     groups = peers.wait_until(evaluated, 30, "rules evaluated", on_poll=prom.check_alive)
     names = sorted(g["name"] for g in groups)
-    assert names == ["chronograph-insights-errors", "chronograph-insights-latency"]
+    assert names == [f"chronograph-insights-{n}" for n in ("errors", "laps", "latency")]
+    spans = [i for i in items if i.get("kind") != "lap"]
     for group in groups:
-        assert len(group["rules"]) == len(items)
+        assert len(group["rules"]) == (len(LAP_COMMANDS) if group["name"].endswith("laps") else len(spans))
         for rule in group["rules"]:
             assert rule["health"] == "ok", rule
             assert rule["state"] == "inactive"  # no data yet: nothing fires
-    # the real PromQL parser reads every escaped name back exactly
-    for item in items:
-        for text in (item["service"], item["span_name"]):
-            # label_replace expands $name in its replacement: $$ is a literal $
-            expr = f'label_replace(vector(1), "got", {promql_string(text.replace("$", "$$"))}, "", "")'
-            [sample] = prom.query_vector(expr)
-            assert sample["metric"]["got"] == text
+    # the real PromQL parser reads every escaped name back exactly (and 100 random strings)
+    rng = random.Random(11)
+    alphabet = '"\\\n\r\t\x00\x07\x1b\x7f\x85 $`{}\'aé\u2028\u2029\u200e\ufeff\U0001f642\U0010fffd'
+    randoms = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12))) for _ in range(100)]
+    for text in [t for i in items for t in (i["service"], i.get("command") or i["span_name"])] + randoms:
+        # label_replace expands $name in its replacement: $$ is a literal $
+        expr = f'label_replace(vector(1), "got", {promql_string(text.replace("$", "$$"))}, "", "")'
+        [sample] = prom.query_vector(expr)
+        assert sample["metric"]["got"] == text, (text, expr)
     # every dashboard expression parses
     for panel in json.loads(board.read_text())["panels"]:
         for target in panel["targets"]:

@@ -6,7 +6,9 @@ Prometheus names them: ``traces_span_metrics_duration_milliseconds_bucket`` and
 ``traces_span_metrics_calls_total``, labelled ``service_name``, ``span_name`` and ``status_code``.
 Per operation with ``--min-count`` production spans: a latency alert when the p99 over
 ``--rate-window`` stays above production p99 × ``--margin`` for ``--for``, and an error-rate alert
-when the share of error calls stays above max(error rate × margin, ``--min-error-rate``).
+when the share of error calls stays above max(error rate × margin, ``--min-error-rate``). Per lap
+command (the ``laps`` table) with as many laps: a lap-time alert on chronograph's own
+``chronograph_lap_duration_milliseconds_bucket`` (labels ``service_name``, ``chronograph_command``).
 
 Names come from untrusted telemetry and only ever appear inside PromQL string literals, escaped the
 way the PromQL lexer unquotes them; alert labels and annotations hold no name (both are Go templates:
@@ -92,15 +94,60 @@ def thresholds(bases: Sequence[Mapping[str, Any]], margin: float, min_error_rate
     return out
 
 
+def lap_thresholds(conn: Any, where: str, params: Sequence[Any], margin: float, min_count: int
+                   ) -> list[dict[str, Any]]:
+    """One item per lap command (``laps`` table, same window) with ``min_count`` laps: its p99 lap time
+    and the alert threshold. Laps carry ``command``; their ``span_name`` is None."""
+    import duckdb
+
+    try:
+        rows = conn.execute(f"""
+            SELECT operation, any_value(service), any_value(command), count(*),
+                   quantile_cont(lap_ms, 0.99) FROM laps WHERE {where}
+            GROUP BY operation HAVING count(*) >= ? ORDER BY operation""", [*params, min_count]).fetchall()
+    except duckdb.CatalogException:  # a store without a laps table
+        return []
+    return [{"operation": op, "service": service, "span_name": None, "command": command, "kind": "lap",
+             "count": count, "p99_ms": float(p99), "latency_threshold_ms": round(float(p99) * margin, 3)}
+            for op, service, command, count, p99 in rows if p99 is not None and math.isfinite(p99)]
+
+
+def lap_latency_expr(metric: str, service: str, command: str, window: str) -> str:
+    bucket = (f"{metric}_bucket{{service_name={promql_string(service)}, "
+              f"chronograph_command={promql_string(command)}}}")
+    return (f"histogram_quantile(0.99, sum by (le, service_name, chronograph_command) "
+            f"(rate({bucket}[{window}])))")
+
+
 def operation_id(operation: str) -> str:
     """A short stable id of an operation: a label value that is unique per rule (promtool flags two
     alerts with the same name and labels as duplicates) and safe in a Go template, unlike the name."""
     return hashlib.sha256(operation.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
-def rules(items: Sequence[Mapping[str, Any]], namespace: str, window: str, for_: str) -> dict[str, Any]:
-    """The Prometheus rule file (``groups``): one latency and one error-rate alert per operation."""
-    latency, errors = [], []
+def rules(items: Sequence[Mapping[str, Any]], namespace: str, window: str, for_: str,
+          laps: Sequence[Mapping[str, Any]] = (), lap_metric: str = "chronograph_lap_duration_milliseconds"
+          ) -> dict[str, Any]:
+    """The Prometheus rule file (``groups``): one latency and one error-rate alert per span operation,
+    one latency alert per lap command."""
+    latency: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    lap_rules: list[dict[str, Any]] = []
+    for it in laps:
+        lap_rules.append({
+            "alert": "LapTimeAboveBaseline",
+            "expr": (f"{lap_latency_expr(lap_metric, it['service'], it['command'], window)}\n  > "
+                     f"{_number(it['latency_threshold_ms'])}"),
+            "for": for_,
+            "labels": {"severity": "warning", "source": "chronograph-insights",
+                       "chronograph_operation_id": operation_id("lap " + it["operation"])},
+            "annotations": {
+                "summary": "p99 lap time of {{ $labels.service_name }}: {{ $labels.chronograph_command }} is "
+                           "{{ $value | humanize }} ms",
+                "description": f"Production p99 lap time was {_number(it['p99_ms'])} ms; the alert fires "
+                               f"above {_number(it['latency_threshold_ms'])} ms (p99 x margin) for {for_}.",
+            },
+        })
     for it in items:
         service, name = it["service"], it["span_name"]
         labels = {"severity": "warning", "source": "chronograph-insights",
@@ -131,8 +178,11 @@ def rules(items: Sequence[Mapping[str, Any]], namespace: str, window: str, for_:
                                f"above {_number(it['error_rate_threshold'])} for {for_}.",
             },
         })
-    return {"groups": [{"name": "chronograph-insights-latency", "rules": latency},
-                       {"name": "chronograph-insights-errors", "rules": errors}]}
+    groups = [{"name": "chronograph-insights-latency", "rules": latency},
+              {"name": "chronograph-insights-errors", "rules": errors}]
+    if lap_rules:
+        groups.append({"name": "chronograph-insights-laps", "rules": lap_rules})
+    return {"groups": groups}
 
 
 def _panel(pid: int, title: str, x: int, y: int, unit: str, targets: list[dict[str, Any]]) -> dict[str, Any]:
@@ -145,10 +195,22 @@ def _panel(pid: int, title: str, x: int, y: int, unit: str, targets: list[dict[s
                         for i, t in enumerate(targets)]}
 
 
-def dashboard(items: Sequence[Mapping[str, Any]], namespace: str, max_operations: int = 50) -> dict[str, Any]:
+def dashboard(items: Sequence[Mapping[str, Any]], namespace: str, max_operations: int = 50,
+              laps: Sequence[Mapping[str, Any]] = (),
+              lap_metric: str = "chronograph_lap_duration_milliseconds") -> dict[str, Any]:
     """A Grafana dashboard: per operation (the busiest ``max_operations``) its p99 against the baseline
-    and the alert threshold, and its error rate against its threshold."""
+    and the alert threshold, and its error rate against its threshold; per lap command its p99 lap
+    time the same way."""
     panels: list[dict[str, Any]] = []
+    top = 8 * min(len(items), max_operations)
+    for i, it in enumerate(sorted(laps, key=lambda it: (-it["count"], it["operation"]))[:max_operations]):
+        panels.append(_panel(1000 + i, f"{it['operation']}: p99 lap time", 12 * (i % 2), top + 8 * (i // 2),
+                             "ms", [
+            {"expr": lap_latency_expr(lap_metric, it["service"], it["command"], "$__rate_interval"),
+             "legendFormat": "p99"},
+            {"expr": f"vector({_number(it['p99_ms'])})", "legendFormat": "production p99"},
+            {"expr": f"vector({_number(it['latency_threshold_ms'])})", "legendFormat": "alert threshold"},
+        ]))
     busiest = sorted(items, key=lambda it: (-it["count"], it["operation"]))[:max_operations]
     for row, it in enumerate(busiest):
         service, name = it["service"], it["span_name"]
@@ -216,10 +278,12 @@ def _write(path: str, text: str) -> None:
               help="The range of rate() in the rules.")
 @click.option("--namespace", default="traces_span_metrics", show_default=True, callback=_metric_name,
               help="Prefix of the spanmetrics metric names in Prometheus.")
+@click.option("--lap-metric", default="chronograph_lap_duration_milliseconds", show_default=True,
+              callback=_metric_name, help="The lap-time histogram in Prometheus (without _bucket).")
 @click.option("--json", "as_json", is_flag=True, help="Print the per-operation thresholds as JSON.")
 def monitor_command(db: str, since: str | None, until: str | None, rules_path: str,
                     dashboard_path: str | None, margin: float, min_count: int, min_error_rate: float,
-                    for_: str, rate_window: str, namespace: str, as_json: bool) -> None:
+                    for_: str, rate_window: str, namespace: str, lap_metric: str, as_json: bool) -> None:
     """Write Prometheus alert rules (and a Grafana dashboard) from production baselines."""
     import yaml
 
@@ -229,14 +293,16 @@ def monitor_command(db: str, since: str | None, until: str | None, rules_path: s
     try:
         where, params = prod_scope(since, until)
         items = thresholds(baselines(conn, where, params, min_count), margin, min_error_rate)
+        laps = lap_thresholds(conn, where, params, margin, min_count)
     finally:
         conn.close()
-    doc = rules(items, namespace, rate_window, for_)
+    doc = rules(items, namespace, rate_window, for_, laps, lap_metric)
     header = ("# Generated by `chronograph insights monitor` from production baselines "
               f"(margin {_number(margin)}); check with `promtool check rules`.\n")
     _write(rules_path, header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=1 << 20))
     if dashboard_path:
-        _write(dashboard_path, json.dumps(dashboard(items, namespace), indent=2, ensure_ascii=False) + "\n")
-    emit(items, as_json, ("operation", "count", "p99_ms", "latency_threshold_ms", "error_rate",
+        board = dashboard(items, namespace, laps=laps, lap_metric=lap_metric)
+        _write(dashboard_path, json.dumps(board, indent=2, ensure_ascii=False) + "\n")
+    emit([*items, *laps], as_json, ("operation", "count", "p99_ms", "latency_threshold_ms", "error_rate",
                           "error_rate_threshold"),
          empty=f"no operation with {min_count} production spans: the rule groups are empty")
