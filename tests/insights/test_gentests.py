@@ -56,13 +56,17 @@ def production(seed: int = 7, traces: int = 120) -> list[SpanRecord]:
     return out
 
 
-def run_generated(out: Path, traces: Path, tmp: Path) -> dict[str, str]:
-    """Run the generated tests in a fresh pytest; test id -> passed | failed | skipped."""
+def run_generated(out: Path, traces: Path, tmp: Path, *more: Path, option: bool = False) -> dict[str, str]:
+    """Run the generated tests (``out`` and ``more`` directories) in a fresh pytest, the traces given
+    by CHRONOGRAPH_TRACES or (``option``) --chronograph-traces; test id -> passed | failed | skipped."""
     report = tmp / f"report-{traces.stem}.xml"
-    env = {**os.environ, "CHRONOGRAPH_TRACES": str(traces),
-           "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-m", "pytest", str(out), "-q", "-p", "no:cacheprovider",
-                           f"--rootdir={out}", f"--junitxml={report}"],
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    env.pop("CHRONOGRAPH_TRACES", None)
+    if not option:
+        env["CHRONOGRAPH_TRACES"] = str(traces)
+    args = [f"--chronograph-traces={traces}"] if option else []
+    proc = subprocess.run([sys.executable, "-m", "pytest", str(out), *map(str, more), *args, "-q",
+                           "-p", "no:cacheprovider", f"--rootdir={tmp}", f"--junitxml={report}"],
                           cwd=tmp, env=env, capture_output=True, text=True, timeout=300)
     assert report.exists(), proc.stdout + proc.stderr
     results = {}
@@ -79,6 +83,7 @@ def run_generated(out: Path, traces: Path, tmp: Path) -> dict[str, str]:
 
 
 def generate(tmp_path: Path, records: list[SpanRecord], *args: str) -> Path:
+    tmp_path.mkdir(exist_ok=True)
     db = tmp_path / "prod.duckdb"
     store(db, records).close()
     out = tmp_path / "generated"
@@ -123,6 +128,17 @@ def test_generated_tests_pass_on_their_traces_and_fail_on_planted_deviations(tmp
     result = run_generated(out, write_otlp_json(tmp_path / "extra.jsonl", extra), tmp_path)
     assert {k for k, v in result.items() if v == "failed"} == {
         "test_billing_svc::test_child_sequence[charge]"}, result
+
+
+def test_two_generated_directories_in_one_session_with_the_option(tmp_path: Path) -> None:
+    records = production(traces=30)
+    web = [r for r in records if r.resource["service.name"] == "web"]
+    billing = [r for r in records if r.resource["service.name"] != "web"]
+    first = generate(tmp_path / "a", web)
+    second = generate(tmp_path / "b", billing)
+    result = run_generated(first, write_otlp_json(tmp_path / "all.jsonl", records), tmp_path, second,
+                           option=True)
+    assert len(result) == 12 and set(result.values()) == {"passed"}, result
 
 
 def test_untrusted_names_give_safe_code(tmp_path: Path) -> None:

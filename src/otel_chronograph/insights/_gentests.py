@@ -106,8 +106,11 @@ from otel_chronograph.sources import read_records
 
 
 def pytest_addoption(parser):
-    parser.addoption({OPTION!r}, action="append", default=[], metavar="FILE",
-                     help="OTLP traces exported by the test run (also ${ENV_VAR}).")
+    try:
+        parser.addoption({OPTION!r}, action="append", default=[], metavar="FILE",
+                         help="OTLP traces exported by the test run (also ${ENV_VAR}).")
+    except ValueError:  # another generated directory in the same session added it already
+        pass
 
 
 def _text(name):
