@@ -257,13 +257,28 @@ def test_replay_a_store_over_http(tmp_path: Path, http_receiver: tuple[str, list
     url, received, paths = http_receiver
     rng = random.Random(4)
     records = [r for s in range(5) for r in tree(s * 1.0, 4, rng)]
+    tests = tree(100.0, 3, rng, service="under-test")
     db = tmp_path / "s.duckdb"
-    store(db, records).close()
+    conn = store(db, records)
+    from otel_chronograph.insights._store import insert_spans, span_row
+
+    insert_spans(conn, (span_row(r, "test") for r in tests))
+    conn.close()
     result = CliRunner().invoke(insights, ["replay", "--db", str(db), "--endpoint", url, "--protocol", "http",
                                            "--speed", "0"])
     assert result.exit_code == 0, result.output
     assert set(paths) == {"/v1/traces"}
-    assert len(received) == 20 and structure(received) == structure(records)
+    assert len(received) == 20 and structure(received) == structure(records)  # production only
+    received.clear()
+    result = CliRunner().invoke(insights, ["replay", "--db", str(db), "--endpoint", f"{url}/custom/path",
+                                           "--protocol", "http", "--speed", "max", "--label", "test"])
+    assert result.exit_code == 0, result.output
+    assert paths[-1] == "/custom/path" and structure(received) == structure(tests)
+    received.clear()
+    result = CliRunner().invoke(insights, ["replay", "--db", str(db), "--endpoint", url, "--protocol", "http",
+                                           "--speed", "max", "--since", "2026-11-02T00:00:03Z"])
+    assert result.exit_code == 0, result.output
+    assert len(received) == 8  # the traces starting at 3 s and 4 s
 
 
 def test_malformed_lines_are_reported_and_the_rest_is_sent(tmp_path: Path,

@@ -265,6 +265,10 @@ class Replayer:
         self._shifts: OrderedDict[int, int] = OrderedDict()
         self._builder = RequestBuilder()
 
+    def elapsed_s(self) -> float:
+        """Seconds since the replay started."""
+        return self.monotonic() - self._start_mono
+
     def shift_ns(self, trace_id: int, trace_start_ns: int) -> int:
         """How far the spans of a trace starting at ``trace_start_ns`` move: to its place on the
         schedule, or (``speed`` 0) to the moment its first part is sent."""
@@ -285,7 +289,7 @@ class Replayer:
     def add(self, records: Iterable[SpanRecord], trace_start_ns: int, new_trace: bool = True) -> None:
         """Spans of one trace (or part of one: every part gives the trace's own first start, and
         only the first part is a ``new_trace``)."""
-        wait = self.due_s(trace_start_ns) - (self.monotonic() - self._start_mono)
+        wait = self.due_s(trace_start_ns) - self.elapsed_s()
         if wait > 0:
             self.flush()
             self.sleep(wait)
@@ -369,12 +373,13 @@ class FileSource:
                 yield parts[trace], starts.get(trace, min(r.start_time for r in parts[trace])), first
 
 
-def _store_groups(db: str, since: str | None, until: str | None) -> tuple[int | None, Groups]:
+def _store_groups(db: str, label: str, since: str | None, until: str | None) -> tuple[int | None, Groups]:
     from ._store import open_store, window_sql
     from ._traces import stored_traces
 
     conn = open_store(db, read_only=True)
-    where, params = window_sql(since, until)
+    window, window_params = window_sql(since, until)
+    where, params = f"label = ? AND {window}", [label, *window_params]
     row = conn.execute(f"SELECT min(start_ns) FROM spans WHERE {where}", params).fetchone()
     earliest = row[0] if row else None
 
@@ -403,7 +408,7 @@ class Progress:
 
 
 def progress_line(replayer: Replayer, now: float) -> str:
-    elapsed = max(now - replayer._start_mono, 1e-9)
+    elapsed = max(replayer.elapsed_s(), 1e-9)
     line = (f"replay: {replayer.traces} traces, {replayer.spans} spans sent in {replayer.requests} requests "
             f"({replayer.spans / elapsed:,.0f} spans/s)")
     if replayer.rejected:
@@ -438,10 +443,13 @@ def _speed(text: str) -> float:
               help="At most this many spans per OTLP request.")
 @click.option("--connect-timeout", default=10.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Seconds to wait for a gRPC connection before giving up.")
+@click.option("--label", default="prod", show_default=True,
+              help="With --db: the stored traces of this label (ingest --label; test runs are not prod).")
 @click.option("--since", default=None, help="With --db: only spans starting at or after (ISO 8601).")
 @click.option("--until", default=None, help="With --db: only spans starting before (ISO 8601).")
 def replay_command(paths: tuple[str, ...], db: str | None, endpoint: str, protocol: str, speed: str,
-                   batch_spans: int, connect_timeout: float, since: str | None, until: str | None) -> None:
+                   batch_spans: int, connect_timeout: float, label: str, since: str | None,
+                   until: str | None) -> None:
     """Re-send traces over OTLP with fresh ids, times shifted to now, at a chosen speed."""
     factor = _speed(speed)
     if paths and db:
@@ -461,7 +469,7 @@ def replay_command(paths: tuple[str, ...], db: str | None, endpoint: str, protoc
         db = db or DEFAULT_DB
         if not os.path.isfile(db):
             raise click.ClickException(f"{db}: no such insights store")
-        earliest, groups = _store_groups(db, since, until)
+        earliest, groups = _store_groups(db, label, since, until)
     if earliest is None:
         click.echo("replay: no spans to send", err=True)
         sys.exit(2 if source is not None and source.errors else 0)
