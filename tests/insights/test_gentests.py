@@ -28,7 +28,7 @@ from otel_chronograph.insights._gentests import (
     render_service,
 )
 from otel_chronograph.insights._store import prod_scope
-from tests.insights.helpers import span, store, write_otlp_json
+from tests.insights.helpers import span, store_bulk as store, write_otlp_json
 
 SRC = Path(otel_chronograph.__file__).resolve().parents[1]
 EVIL = '"); open("CANARY", "w"); ("'
@@ -62,6 +62,7 @@ def run_generated(out: Path, traces: Path, tmp: Path, *more: Path, option: bool 
     report = tmp / f"report-{traces.stem}.xml"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
     env.pop("CHRONOGRAPH_TRACES", None)
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # faster start; the generated tests need no plugin
     if not option:
         env["CHRONOGRAPH_TRACES"] = str(traces)
     args = [f"--chronograph-traces={traces}"] if option else []
@@ -183,6 +184,38 @@ def test_child_sequences_most_common_first_in_start_order(tmp_path: Path) -> Non
     assert allowed_sequences(seqs["web: op"], 0.3) == [["a", "b", "y", "z"], ["b", "a", "y", "z"]]
 
 
+def batches(seed: int = 9, traces: int = 100) -> list[SpanRecord]:
+    """``batch`` -> fetch x N (N from 1 to 40: a loop) -> commit."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(traces):
+        root = span("batch", i, 100, service="worker")
+        n = rng.randint(1, 40)
+        out += [root, *(span("fetch", i + 0.001 * (k + 1), 1, service="worker", trace=root.trace_id,
+                             parent=root.span_id) for k in range(n)),
+                span("commit", i + 0.05, 2, service="worker", trace=root.trace_id, parent=root.span_id)]
+    return out
+
+
+def test_collapse_repeats_makes_loops_one_step(tmp_path: Path) -> None:
+    records = batches()
+    conn = store(tmp_path / "s.duckdb", records)
+    where, params = prod_scope()
+    plain = child_sequences(conn, where, params, 20)["worker: batch"]
+    assert len(plain) > 30 and max(n for _, n in plain) < 10  # no sequence is common: every N differs
+    assert child_sequences(conn, where, params, 20, collapse_repeats=True)["worker: batch"] == [
+        (["fetch", "commit"], 100)]
+    conn.close()
+
+    out = generate(tmp_path / "collapsed", records, "--collapse-repeats")
+    same = run_generated(out, write_otlp_json(tmp_path / "same.jsonl", records), tmp_path)
+    assert set(same.values()) == {"passed"}, same
+    root = records[0]
+    no_commit = [r for r in records if not (r.name == "commit" and r.trace_id == root.trace_id)]
+    result = run_generated(out, write_otlp_json(tmp_path / "no-commit.jsonl", no_commit), tmp_path)
+    assert {k for k, v in result.items() if v == "failed"} == {"test_worker::test_child_sequence[batch]"}
+
+
 def test_foreign_conftest_is_not_overwritten(tmp_path: Path) -> None:
     db = tmp_path / "prod.duckdb"
     store(db, production(traces=30)).close()
@@ -229,7 +262,8 @@ def test_rendered_module_is_valid_and_round_trips(service: str, sequences: dict[
     values = {t.id: ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
               for t in node.targets if isinstance(t, ast.Name)}
     budgets = {k: budget for k in sequences}
-    assert values == {"SERVICE": service, "SEQUENCES": sequences, "BUDGETS_MS": budgets}
+    assert values == {"SERVICE": service, "SEQUENCES": sequences, "BUDGETS_MS": budgets,
+                      "COLLAPSE_REPEATS": False}
 
 
 def test_empty_store_writes_nothing(tmp_path: Path) -> None:

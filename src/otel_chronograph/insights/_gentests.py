@@ -36,10 +36,16 @@ ENV_VAR = "CHRONOGRAPH_TRACES"
 OPTION = "--chronograph-traces"
 
 
-def child_sequences(conn: duckdb.DuckDBPyConnection, where: str, params: Sequence[Any], min_count: int
-                    ) -> dict[str, list[tuple[list[str], int]]]:
+def collapse(names: Sequence[str]) -> list[str]:
+    """``names`` with each run of the same name kept once: a loop of N calls is one step, whatever N."""
+    return [n for i, n in enumerate(names) if i == 0 or n != names[i - 1]]
+
+
+def child_sequences(conn: duckdb.DuckDBPyConnection, where: str, params: Sequence[Any], min_count: int,
+                    collapse_repeats: bool = False) -> dict[str, list[tuple[list[str], int]]]:
     """operation -> [(child span names in start order, spans showing it)], most common first, for the
-    operations with ``min_count`` spans matching ``where`` (children are read whatever their start)."""
+    operations with ``min_count`` spans matching ``where`` (children are read whatever their start);
+    with ``collapse_repeats`` consecutive repeats of a name count once."""
     rows = conn.execute(f"""
         WITH parents AS (SELECT trace_id, span_id, operation, label FROM spans WHERE {where}),
         ops AS (SELECT operation FROM parents GROUP BY operation HAVING count(*) >= ?),
@@ -52,10 +58,13 @@ def child_sequences(conn: duckdb.DuckDBPyConnection, where: str, params: Sequenc
             GROUP BY p.operation, p.trace_id, p.span_id)
         SELECT operation, children, count(*) AS n FROM seqs GROUP BY operation, children
         ORDER BY operation, n DESC, children""", [*params, min_count]).fetchall()
-    out: dict[str, list[tuple[list[str], int]]] = {}
-    for op, children, n in rows:
-        out.setdefault(op, []).append((list(children), int(n)))
-    return out
+    counts: dict[str, dict[tuple[str, ...], int]] = {}
+    for op, children, n in rows:  # one row per distinct sequence: few, whatever the span count
+        key = tuple(collapse(children) if collapse_repeats else children)
+        per_op = counts.setdefault(op, {})
+        per_op[key] = per_op.get(key, 0) + int(n)
+    return {op: [(list(seq), n) for seq, n in sorted(per_op.items(), key=lambda kv: (-kv[1], kv[0]))]
+            for op, per_op in counts.items()}
 
 
 def allowed_sequences(seen: Sequence[tuple[list[str], int]], min_share: float) -> list[list[str]]:
@@ -172,7 +181,8 @@ SERVICE_TESTS = '''{marker}
 """Production behaviour of one service's operations, checked against a test run's traces.
 
 SEQUENCES: the child span names (in start order) production shows under each operation; a span whose
-children are none of them has a missing, extra or reordered child. BUDGETS_MS: production p99 x {margin}.
+children are none of them has a missing, extra or reordered child (with COLLAPSE_REPEATS, a run of
+the same child name counts as one step). BUDGETS_MS: production p99 x {margin}.
 Regenerate with `chronograph insights gen-tests` rather than editing.
 """
 
@@ -184,7 +194,15 @@ SERVICE = {service}
 
 SEQUENCES = {sequences}
 
+COLLAPSE_REPEATS = {collapse}
+
 BUDGETS_MS = {budgets}
+
+
+def _steps(children):
+    if not COLLAPSE_REPEATS:
+        return children
+    return [n for i, n in enumerate(children) if i == 0 or n != children[i - 1]]
 
 
 def _spans(chronograph_spans, span_name):
@@ -197,7 +215,7 @@ def _spans(chronograph_spans, span_name):
 @pytest.mark.parametrize("span_name", list(SEQUENCES))
 def test_child_sequence(chronograph_spans, span_name):
     allowed = SEQUENCES[span_name]
-    wrong = [s for s in _spans(chronograph_spans, span_name) if s.children not in allowed]
+    wrong = [s for s in _spans(chronograph_spans, span_name) if _steps(s.children) not in allowed]
     assert not wrong, (
         f"{{len(wrong)}} span(s) of {{span_name!r}} have children production never showed; expected "
         f"{{allowed[0]!r}}" + "".join(f"\\n  trace {{s.trace_id}} span {{s.span_id}}: {{s.children!r}}"
@@ -220,20 +238,21 @@ def render_conftest() -> str:
 
 
 def render_service(service: str, sequences: Mapping[str, list[list[str]]], budgets: Mapping[str, float],
-                   margin: float) -> str:
+                   margin: float, collapse_repeats: bool = False) -> str:
     """The test module of one service; ``sequences``/``budgets`` are keyed by span name."""
     source = SERVICE_TESTS.format(marker=MARKER, margin=_literal(margin), service=_literal(service),
-                                  sequences=_literal(dict(sequences)), budgets=_literal(dict(budgets)))
+                                  sequences=_literal(dict(sequences)), budgets=_literal(dict(budgets)),
+                                  collapse=bool(collapse_repeats))
     ast.parse(source)  # a guard: generated code is valid Python or nothing is written
     return source
 
 
 def plan(conn: duckdb.DuckDBPyConnection, where: str, params: Sequence[Any], margin: float, min_count: int,
-         min_share: float) -> dict[str, dict[str, Any]]:
+         min_share: float, collapse_repeats: bool = False) -> dict[str, dict[str, Any]]:
     """service -> {"sequences": {span name: [[child, ...], ...]}, "budgets": {span name: ms}}."""
     from ._baselines import baselines
 
-    seqs = child_sequences(conn, where, params, min_count)
+    seqs = child_sequences(conn, where, params, min_count, collapse_repeats)
     out: dict[str, dict[str, Any]] = {}
     for base in baselines(conn, where, params, min_count):
         entry = out.setdefault(base["service"], {"sequences": {}, "budgets": {}})
@@ -257,14 +276,16 @@ def plan(conn: duckdb.DuckDBPyConnection, where: str, params: Sequence[Any], mar
               help="Only operations with at least this many production spans.")
 @click.option("--min-share", default=0.05, show_default=True, type=click.FloatRange(0.0, 1.0),
               help="Besides the most common child sequence, also accept those seen this often.")
+@click.option("--collapse-repeats", is_flag=True,
+              help="Count a run of the same child name as one step (loops of varying length).")
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 def gen_tests_command(db: str, since: str | None, until: str | None, out: str, margin: float,
-                      min_count: int, min_share: float, as_json: bool) -> None:
+                      min_count: int, min_share: float, collapse_repeats: bool, as_json: bool) -> None:
     """Write pytest files asserting production's child sequences and latency budgets."""
     conn = open_store(db, read_only=True)
     try:
         where, params = prod_scope(since, until)
-        services = plan(conn, where, params, margin, min_count, min_share)
+        services = plan(conn, where, params, margin, min_count, min_share, collapse_repeats)
     finally:
         conn.close()
     target = Path(out)
@@ -280,8 +301,8 @@ def gen_tests_command(db: str, since: str | None, until: str | None, out: str, m
         for service, name in file_names(list(services)).items():
             entry = services[service]
             path = target / name
-            path.write_text(render_service(service, entry["sequences"], entry["budgets"], margin),
-                            encoding="utf-8")
+            path.write_text(render_service(service, entry["sequences"], entry["budgets"], margin,
+                                           collapse_repeats), encoding="utf-8")
             written.append({"file": str(path), "service": service, "sequences": len(entry["sequences"]),
                             "budgets": len(entry["budgets"])})
     except OSError as exc:
