@@ -28,7 +28,8 @@ from otel_chronograph.insights._gentests import (
     render_service,
 )
 from otel_chronograph.insights._store import prod_scope
-from tests.insights.helpers import span, store_bulk as store, write_otlp_json
+from tests.insights.helpers import span, write_otlp_json
+from tests.insights.helpers import store_bulk as store
 
 SRC = Path(otel_chronograph.__file__).resolve().parents[1]
 EVIL = '"); open("CANARY", "w"); ("'
