@@ -279,3 +279,54 @@ def test_empty_store_writes_nothing(tmp_path: Path) -> None:
 def test_bad_margin_is_a_usage_error(tmp_path: Path, margin: str) -> None:
     result = CliRunner().invoke(insights, ["gen-tests", "--out", str(tmp_path), "--margin", margin])
     assert result.exit_code == 2 and "--margin" in result.output
+
+
+# -- end to end: the generated tests on what the real Collector's file exporter wrote ----------------
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
+import peers  # noqa: E402
+
+
+def collector_export(workdir: Path, records: list[SpanRecord], db: Path) -> Path:
+    """Replay ``db`` into the real Collector (collector-config/file-export.yaml); its traces.jsonl once
+    every span of ``records`` is in it."""
+    from otel_chronograph.sources import read_records
+
+    try:
+        collector = peers.start_collector(workdir, "file-export.yaml")
+    except peers.PeerError as exc:
+        pytest.fail(f"{exc} (scripts/build-peers.sh builds the Collector)", pytrace=False)
+    traces = workdir / "otel-export" / "traces.jsonl"
+    try:
+        result = CliRunner().invoke(insights, ["replay", "--db", str(db), "--speed", "max",
+                                               "--endpoint", collector.otlp_grpc_endpoint])
+        assert result.exit_code == 0, result.output
+
+        def exported() -> int:
+            if not traces.exists():
+                return 0
+            n = sum(len(b) for b in read_records(traces, lambda *_: None))
+            return n if n >= len(records) else 0
+
+        peers.wait_until(exported, 60, "the replayed spans in traces.jsonl", on_poll=collector.check_alive)
+    finally:
+        collector.stop()
+    return traces
+
+
+@pytest.mark.e2e
+def test_generated_tests_on_the_real_collector_file_export(tmp_path: Path) -> None:
+    records = production(traces=40)
+    out = generate(tmp_path / "gen", records)
+    traces = collector_export(tmp_path / "otelcol-same", records, tmp_path / "gen" / "prod.duckdb")
+    same = run_generated(out, traces, tmp_path)
+    assert len(same) == 12 and set(same.values()) == {"passed"}, same
+
+    victim = next(r for r in records if r.name == "auth")
+    missing = [r for r in records if r is not victim]
+    db = tmp_path / "missing.duckdb"
+    store(db, missing).close()
+    traces = collector_export(tmp_path / "otelcol-missing", missing, db)
+    result = run_generated(out, traces, tmp_path)
+    assert {k for k, v in result.items() if v == "failed"} == {
+        "test_web::test_child_sequence[GET /orders/{id}]"}, result
