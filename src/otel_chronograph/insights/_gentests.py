@@ -90,7 +90,11 @@ def file_names(services: Sequence[str]) -> dict[str, str]:
 
 def _literal(value: Any) -> str:
     """A Python literal for ``value`` (str, float, int, lists and dicts of them): ``repr`` only."""
-    text = pprint.pformat(value, width=100, sort_dicts=False)
+    if isinstance(value, dict) and value:  # one entry a line: readable, and diffs stay small
+        text = "{\n" + "".join(f"    {pprint.pformat(k)}: {pprint.pformat(v, width=96, sort_dicts=False)},\n"
+                               for k, v in value.items()) + "}"
+    else:
+        text = pprint.pformat(value, width=100, sort_dicts=False)
     if ast.literal_eval(text) != value:  # cannot happen for these types; a guard, not a branch
         raise ValueError("literal does not round-trip")
     return text
