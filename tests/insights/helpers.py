@@ -82,21 +82,3 @@ def write_otlp_json(path: Path, records: Iterable[SpanRecord], per_line: int = 5
     path.write_text("".join(otlp_json_line(batch[i:i + per_line]) + "\n"
                             for i in range(0, len(batch), per_line)))
     return path
-
-
-def store_bulk(path: Path, records: Iterable[SpanRecord], label: str = "prod") -> duckdb.DuckDBPyConnection:
-    """Like :func:`store` (the same ``span_row`` rows), inserted through Arrow in one statement:
-    ``insert_spans``' executemany costs DuckDB ~10 ms a row, minutes for a few thousand spans."""
-    import pyarrow as pa
-
-    from otel_chronograph.insights._store import _SPAN_COLUMNS
-
-    conn = open_store(str(path))
-    rows = [span_row(r, label) for r in records]
-    if rows:
-        table = pa.table({c: [row[i] for row in rows] for i, c in enumerate(_SPAN_COLUMNS)})
-        conn.register("new_spans", table)
-        conn.execute(f"INSERT OR IGNORE INTO spans ({', '.join(_SPAN_COLUMNS)}) "
-                     f"SELECT {', '.join(_SPAN_COLUMNS)} FROM new_spans")
-        conn.unregister("new_spans")
-    return conn

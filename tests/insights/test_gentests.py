@@ -28,8 +28,7 @@ from otel_chronograph.insights._gentests import (
     render_service,
 )
 from otel_chronograph.insights._store import prod_scope
-from tests.insights.helpers import span, write_otlp_json
-from tests.insights.helpers import store_bulk as store
+from tests.insights.helpers import span, store, write_otlp_json
 
 SRC = Path(otel_chronograph.__file__).resolve().parents[1]
 EVIL = '"); open("CANARY", "w"); ("'

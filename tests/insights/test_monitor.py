@@ -22,8 +22,7 @@ from hypothesis import strategies as st
 from otel_chronograph.engine import SpanRecord
 from otel_chronograph.insights._cli import insights
 from otel_chronograph.insights._monitor import promql_string
-from tests.insights.helpers import span
-from tests.insights.helpers import store_bulk as store
+from tests.insights.helpers import span, store
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 import peers

@@ -270,7 +270,7 @@ def plan(conn: duckdb.DuckDBPyConnection, where: str, params: Sequence[Any], mar
 
 
 @click.command("gen-tests")
-@db_option()  # type: ignore[untyped-decorator]
+@db_option()
 @window_options
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False),
               help="Directory for the pytest files (created; one file per service and a conftest.py).")

@@ -274,7 +274,7 @@ def _write(path: str, text: str) -> None:
 
 
 @click.command("monitor")
-@db_option()  # type: ignore[untyped-decorator]
+@db_option()
 @window_options
 @click.option("--prometheus-rules", "rules_path", required=True, type=click.Path(dir_okay=False),
               help="Write the Prometheus alerting rules (YAML) here.")

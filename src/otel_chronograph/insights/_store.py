@@ -40,6 +40,7 @@ def open_store(path: str = DEFAULT_DB, read_only: bool = False) -> duckdb.DuckDB
     except (duckdb.IOException, duckdb.InvalidInputException) as exc:
         what = "read" if read_only else "open for writing"
         raise click.ClickException(f"{path}: cannot {what} the insights store: {exc}") from None
+    conn.execute("SET enable_progress_bar = false")  # ours (ingest) or none: never DuckDB's on stdout
     if not read_only:
         for ddl in TABLES:
             conn.execute(ddl)
