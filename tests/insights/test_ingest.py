@@ -188,3 +188,27 @@ def test_a_store_another_process_writes_is_a_one_line_error(tmp_path: Path) -> N
     assert result.exit_code == 1
     assert "cannot open for writing the insights store" in result.output
     assert "Traceback" not in result.output
+
+
+def test_laps_are_derived_from_whole_stored_traces_as_derive_does(tmp_path: Path) -> None:
+    docs = _sample_docs()
+    # the same traces split over two files and two runs: laps are derived from each whole trace
+    first = write_lines(tmp_path / "a.json", docs[:2])
+    second = write_lines(tmp_path / "b.json", docs[1:])
+    db = tmp_path / "s.duckdb"
+    assert ingest(str(first), "--db", str(db), "--laps").exit_code == 0
+    result = ingest(str(second), "--db", str(db), "--laps")
+    assert result.exit_code == 0, result.output
+    assert "1 laps derived" in result.output  # only the trace that had none yet
+    derive = CliRunner().invoke(main, ["derive", str(write_lines(tmp_path / "all.json", docs)),
+                                       "--format", "json"])
+    want = sorted((lap["traceId"], lap["command"], lap["status"], lap["lapTime"], lap["sectors"])
+                  for lap in map(json.loads, derive.stdout.splitlines()))
+    conn = duckdb.connect(str(db), read_only=True)
+    got = conn.execute("SELECT trace_id, command, status, lap_ms, sectors FROM laps ORDER BY trace_id"
+                       ).fetchall()
+    conn.close()
+    assert [(t, c, s, ms) for t, c, s, ms, _ in got] == [w[:4] for w in want]
+    for (*_, sectors), w in zip(got, want, strict=True):  # stored by name, the response shape by position
+        assert {f"s{i}_{k}": v for i, (k, v) in enumerate(json.loads(sectors).items(), start=1)} == w[4]
+    assert len(got) == 3

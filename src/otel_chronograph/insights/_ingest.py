@@ -283,7 +283,7 @@ def ingest_paths(conn: duckdb.DuckDBPyConnection, paths: tuple[str, ...], label:
 
 def derive_laps(conn: duckdb.DuckDBPyConnection, config: ChronographConfig, label: str = "prod") -> int:
     """Laps (``laps.scope: trace``) of every stored trace of ``label`` that has none yet; how many."""
-    from ..engine import Engine, TraceLaps
+    from ..engine import Engine, PendingTrace, TraceLaps
     from ._traces import stored_traces
 
     engine = Engine(config)
@@ -292,8 +292,6 @@ def derive_laps(conn: duckdb.DuckDBPyConnection, config: ChronographConfig, labe
              "SELECT trace_id FROM laps WHERE label = ?)")
     rows: list[SpanRow] = []
     derived = 0
-    from ..engine import PendingTrace
-
     for records in stored_traces(conn, where, [label, label, label]):
         trace = PendingTrace(records[0].trace_id)
         trace.records.extend(records)
