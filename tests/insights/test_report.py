@@ -246,7 +246,9 @@ def test_detectors_missing_or_present(full: tuple[Path, dict[str, Any]], shop: S
         section = report[name]
         assert ("unavailable" in section) != ("items" in section), section
     if "items" in report["anomalies"]:
-        assert report["anomalies"]["items"][0]["span_id"] == shop.slow["charge"]
+        # the planted 2 s charge and the root that waited on it score highest
+        top = {a["span_id"] for a in report["anomalies"]["items"][:2]}
+        assert top == {shop.slow["charge"], shop.slow["root"]}
 
 
 def test_sections_without_their_input_say_how_to_enable_them(db: Path, tmp_path: Path) -> None:
