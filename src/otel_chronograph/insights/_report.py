@@ -298,6 +298,7 @@ def report_command(html_path: str, json_path: str | None, traces: tuple[str, ...
     where, params = prod_scope(since, until)
     conn = open_spans(db)
     try:
+        conn.execute("SET enable_progress_bar = false")  # the page is the output, not a bar per query
         report = build_report(conn, where, params, traces=traces, flow_spec=spec, handlers=handlers,
                               test_operations=test_ops, keys=keys)
     finally:

@@ -27,6 +27,8 @@ _TITLES = {"summary": "Summary", "heatmap": "Latency heatmap (p95)", "slowest": 
            "mutations": "State mutations", "laps": "Laps"}
 #: ColorBrewer YlOrRd: light = fast, dark red = slow.
 _HEAT = ("#ffffcc", "#ffeda0", "#fed976", "#feb24c", "#fd8d3c", "#fc4e2a", "#e31a1c", "#b10026")
+#: ColorBrewer RdBu reversed: blue = faster than usual, white = usual, red = slower.
+_DIVERGING = ("#2166ac", "#67a9cf", "#d1e5f0", "#f7f7f7", "#fddbc7", "#ef8a62", "#b2182b")
 _SERVICE_COLOURS = ("#4e79a7", "#59a14f", "#9c755f", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7",
                     "#bab0ac", "#86bcb6", "#8cd17d", "#a0cbe8", "#f1ce63")
 _MAX_LABEL = 48
@@ -65,6 +67,8 @@ svg text{font:11px system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,san
 svg .lbl{font-size:12px}
 svg .muted{fill:#5b6475}
 .legend{display:flex;gap:16px;align-items:center;color:var(--muted);font-size:12px;margin:6px 0}
+.toggle input{margin:0 4px 0 0}.toggle label{margin-right:18px;color:var(--muted);cursor:pointer}
+.hm-abs{display:none}#hm-abs:checked~.hm-abs{display:block}#hm-abs:checked~.hm-rel{display:none}
 .sw{display:inline-block;width:14px;height:10px;border-radius:2px;vertical-align:middle;margin-right:4px}
 """
 
@@ -190,6 +194,13 @@ def _mix(a: str, b: str, t: float) -> str:
     return f"#{r:02x}{g:02x}{b_:02x}"
 
 
+def _diverging(t: float) -> str:
+    """0 (faster, blue) .. 0.5 (as usual, white) .. 1 (slower, red)."""
+    t = min(max(t, 0.0), 1.0) * (len(_DIVERGING) - 1)
+    i = min(int(t), len(_DIVERGING) - 2)
+    return _mix(_DIVERGING[i], _DIVERGING[i + 1], t - i)
+
+
 def _heat(t: float) -> str:
     t = min(max(t, 0.0), 1.0) * (len(_HEAT) - 1)
     i = min(int(t), len(_HEAT) - 2)
@@ -238,17 +249,16 @@ def _bucket_size(seconds: int) -> str:
     return f"{seconds} s"
 
 
-def _heatmap(h: Mapping[str, Any]) -> str:
-    rows, buckets = h.get("rows") or [], h.get("buckets") or []
-    if not rows:
-        return '<p class="note">No spans in the window.</p>'
+def _heatmap_svg(h: Mapping[str, Any], colour: Any, legend: Sequence[tuple[float, str]], legend_title: str,
+                 legend_colour: Any) -> str:
+    """One heatmap SVG: ``colour(row, value)`` fills a cell; the legend is a gradient of
+    ``legend_colour(0..1)`` with ``legend`` ticks (fraction, text)."""
+    rows, buckets = h["rows"], h["buckets"]
     bucket_s = int(h["bucket_s"])
-    label_w, cell_h = 330, 18
+    label_w, cell_h, top = 330, 18, 8
     cell_w = max(12.0, min(32.0, 840 / max(len(buckets), 1)))
-    top = 8
     width = label_w + cell_w * len(buckets) + 20
     height = top + cell_h * len(rows) + 70
-    scale = _scale(h["min_ms"], h["max_ms"])
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height}" role="img" '
            f'aria-label="p95 latency per operation and time bucket">']
     for i, row in enumerate(rows):
@@ -264,36 +274,68 @@ def _heatmap(h: Mapping[str, Any]) -> str:
                            f'fill="#f0f1f4"/>')
                 continue
             errors = row["errors"][j]
-            tip = (f"{op}\n{_when(buckets[j])} (+{_bucket_size(bucket_s)})\np95 {fmt_ms(value)}, "
-                   f"{row['counts'][j]:,} spans" + (f", {errors:,} errors" if errors else ""))
+            tip = (f"{op}\n{_when(buckets[j])} (+{_bucket_size(bucket_s)})\np95 {fmt_ms(value)} "
+                   f"(operation: {fmt_ms(row['p95_ms'])}), {row['counts'][j]:,} spans"
+                   + (f", {errors:,} errors" if errors else ""))
             out.append(f'<rect x="{x:.1f}" y="{y}" width="{cell_w - 1:.1f}" height="{cell_h - 1}" '
-                       f'fill="{_heat(scale(value))}"><title>{e(tip)}</title></rect>')
+                       f'fill="{colour(row, value)}"><title>{e(tip)}</title></rect>')
     axis_y = top + cell_h * len(rows) + 14
     every = max(1, math.ceil(len(buckets) / max(1, int((width - label_w) // 90))))
     for j in range(0, len(buckets), every):
         x = label_w + j * cell_w
         out.append(f'<text class="muted" x="{x:.1f}" y="{axis_y}">{e(_bucket_label(buckets[j], bucket_s))}'
                    f'</text>')
-    # legend: a gradient from the fastest to the slowest cell, log scale
-    ly = axis_y + 18
+    ly, steps = axis_y + 18, 60
     out.append(f'<text class="muted" x="{label_w - 8}" y="{ly + 11}" text-anchor="end">'
-               'p95 (log scale)</text>')
-    steps = 40
+               f'{e(legend_title)}</text>')
     for k in range(steps):
         out.append(f'<rect x="{label_w + k * 6}" y="{ly}" width="6" height="12" '
-                   f'fill="{_heat(k / (steps - 1))}"/>')
+                   f'fill="{legend_colour(k / (steps - 1))}"/>')
+    for frac, text in legend:
+        anchor = "start" if frac == 0 else "end" if frac == 1 else "middle"
+        out.append(f'<text class="muted" x="{label_w + frac * steps * 6:.0f}" y="{ly + 26}" '
+                   f'text-anchor="{anchor}">{e(text)}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _row_reference(row: Mapping[str, Any]) -> float:
+    """An operation's typical bucket p95: the median over its buckets (the reference of its row)."""
+    values: list[float] = sorted(float(v) for v in row["cells"] if v is not None)
+    n = len(values)
+    if not n:
+        return 1.0
+    return values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
+
+
+def _heatmap(h: Mapping[str, Any]) -> str:
+    rows = h.get("rows") or []
+    if not rows:
+        return '<p class="note">No spans in the window.</p>'
+    refs = {r["operation"]: _row_reference(r) for r in rows}
+
+    def relative(row: Mapping[str, Any], value: float) -> str:
+        ref = refs[row["operation"]]
+        ratio = value / ref if ref > 0 else 1.0
+        return _diverging((max(-1.0, min(1.0, math.log2(max(ratio, 1e-9)))) + 1) / 2)
+
+    scale = _scale(h["min_ms"], h["max_ms"])
     lo, hi = h["min_ms"], h["max_ms"]
     mid = math.sqrt(max(lo, 1e-3) * max(hi, 1e-3))
-    for frac, value in ((0.0, lo), (0.5, mid), (1.0, hi)):
-        anchor = ("start", "middle", "end")[int(frac * 2)]
-        out.append(f'<text class="muted" x="{label_w + frac * steps * 6:.0f}" y="{ly + 26}" '
-                   f'text-anchor="{anchor}">{e(fmt_ms(value))}</text>')
-    out.append("</svg>")
-    shown = len(rows)
-    note = (f'<p class="note">Columns of {e(_bucket_size(bucket_s))} from {e(_when(h.get("start")))}; '
-            f'{shown} of {e(_num(h.get("operations")))} operations (those with the most total time), '
-            f'slowest p95 first. Hover a cell for its figures; grey: no span.</p>')
-    return note + f'<div class="scroll">{"".join(out)}</div>'
+    rel = _heatmap_svg(h, relative,
+                       ((0.0, "≤ ½×"), (0.5, "1× (its median column)"), (1.0, "≥ 2×")),
+                       "p95 ÷ operation's median", _diverging)
+    absolute = _heatmap_svg(h, lambda row, value: _heat(scale(value)),
+                            ((0.0, fmt_ms(lo)), (0.5, fmt_ms(mid)), (1.0, fmt_ms(hi))), "p95 (log scale)",
+                            _heat)
+    note = (f'<p class="note">p95 per operation and column of {e(_bucket_size(int(h["bucket_s"])))} from '
+            f'{e(_when(h.get("start")))}; {len(rows)} of {e(_num(h.get("operations")))} operations (those '
+            f'with the most total time), slowest p95 first. Hover a cell for its figures; grey: no span.</p>')
+    toggle = ('<div class="toggle"><input type="radio" name="hm" id="hm-rel" checked>'
+              '<label for="hm-rel">colour: each operation against its own median</label>'
+              '<input type="radio" name="hm" id="hm-abs"><label for="hm-abs">colour: absolute p95</label>'
+              f'<div class="scroll hm-rel">{rel}</div><div class="scroll hm-abs">{absolute}</div></div>')
+    return note + toggle
 
 
 def _slowest(s: Mapping[str, Any]) -> str:
@@ -444,10 +486,11 @@ def _dependencies(d: Mapping[str, Any]) -> str:
     height = pad * 2 + 60 + max((len(c) for c in columns.values()), default=0) * (box_h + gap_y)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
            f'aria-label="service dependency graph"><defs>'
-           f'<marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
-           f'orient="auto-start-reverse"><path d="M0,0L10,5L0,10z" fill="#5b6475"/></marker>'
-           f'<marker id="arrow-err" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
-           f'orient="auto-start-reverse"><path d="M0,0L10,5L0,10z" fill="#c0392b"/></marker></defs>']
+           + "".join(f'<marker id="{mid}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="10" '
+                     f'markerHeight="10" markerUnits="userSpaceOnUse" orient="auto-start-reverse">'
+                     f'<path d="M0,0L10,5L0,10z" fill="{fill}"/></marker>'
+                     for mid, fill in (("arrow", "#5b6475"), ("arrow-err", "#c0392b")))
+           + "</defs>"]
     top_calls = max((x["calls"] for x in edges), default=1)
     for x in edges:
         (ax, ay), (bx, by) = pos[x["from"]], pos[x["to"]]
