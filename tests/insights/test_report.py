@@ -139,6 +139,18 @@ def test_every_section_is_in_the_json(full: tuple[Path, dict[str, Any]]) -> None
     assert list(report) == ["generated", *SECTIONS]
 
 
+def test_json_is_strict(full: tuple[Path, dict[str, Any]]) -> None:
+    """No Infinity/NaN (a browser's JSON.parse refuses them): the planted value's lift is infinite."""
+    text = full[0].with_suffix(".json").read_text(encoding="utf-8")
+
+    def refuse(name: str) -> None:
+        raise AssertionError(f"{name} in the JSON")
+
+    json.loads(text, parse_constant=refuse)
+    first = next(i for i in json.loads(text)["correlations"]["items"] if i["target"] == "error")
+    assert first["share_rest"] == 0 and first["lift"] is None
+
+
 def test_summary_counts(full: tuple[Path, dict[str, Any]], shop: Shop) -> None:
     s = full[1]["summary"]
     errors = sum(r.error for r in shop.records)

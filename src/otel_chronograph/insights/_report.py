@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -249,6 +250,18 @@ def build_report(conn: duckdb.DuckDBPyConnection, where: str = "label = 'prod'",
     return {k: report[k] for k in ("generated", *SECTIONS)}
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with every infinite or NaN float as ``None``: strict JSON (a lift is infinite when a
+    value is never seen outside the selection) that any parser reads."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _write(path: str, text: str, what: str) -> None:
     try:
         Path(path).write_text(text, encoding="utf-8")
@@ -305,7 +318,8 @@ def report_command(html_path: str, json_path: str | None, traces: tuple[str, ...
         conn.close()
     _write(html_path, render(report), "report")
     if json_path is not None:
-        _write(json_path, json.dumps(report, indent=2, default=str) + "\n", "JSON report")
+        _write(json_path, json.dumps(_finite(report), indent=2, default=str, allow_nan=False) + "\n",
+               "JSON report")
     s = report["summary"]
     click.echo(f"{html_path}: {s['spans']} spans, {s['traces']} traces, {s['services']} services, "
                f"{len(report['waterfalls']['items'])} waterfalls", err=True)

@@ -483,7 +483,9 @@ def _dependencies(d: Mapping[str, Any]) -> str:
     pos = {n: (pad + layer[n] * (box_w + gap_x), pad + 20 + i * (box_h + gap_y))
            for col in columns.values() for i, n in enumerate(col)}
     width = pad * 2 + (max(columns, default=0) + 1) * (box_w + gap_x)
-    height = pad * 2 + 60 + max((len(c) for c in columns.values()), default=0) * (box_h + gap_y)
+    loops = any(layer[x["to"]] <= layer[x["from"]] for x in edges)
+    height = (pad * 2 + 20 + max((len(c) for c in columns.values()), default=0) * (box_h + gap_y)
+              + (90 if loops else 0))
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
            f'aria-label="service dependency graph"><defs>'
            + "".join(f'<marker id="{mid}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="10" '
@@ -555,7 +557,7 @@ def _correlations(c: Mapping[str, Any]) -> str:
             _Col("Attribute values", attrs, "name"), _Col("Traces with it", "traces", "n", _num),
             _Col("Share of selected", "share_selected", "n", _pct),
             _Col("Share of the rest", "share_rest", "n", _pct),
-            _Col("Lift", "lift", "n", lambda v: f"{v:.2f}×"),
+            _Col("Lift", "lift", "n", lambda v: "–" if v is None else "∞" if v == math.inf else f"{v:.2f}×"),
             _Col("G", "g", "n", lambda v: f"{v:.1f}"), _Col("q-value", "q_value", "n", _p)]
     return (_items_note(c, "over-represented attribute values (Benjamini-Hochberg q-value below the "
                            "threshold), strongest first")
@@ -591,11 +593,23 @@ def _flows(f: Mapping[str, Any]) -> str:
             _Col("Conforming", "conforming", "n", _num),
             _Col("Deviating", lambda x: x["traces"] - x["conforming"], "n", _num),
             _Col("Conformance", lambda x: x["conforming"] / x["traces"] if x["traces"] else None, "n", _pct)]
-    devs = [{"operation": x["operation"], **d} for x in items for d in x["deviations"]][:_MAX_DEVIATIONS]
-    dcols = [_Col("Operation", "operation", "name"), _Col("Trace", "trace_id", "id"), _Col("Kind", "kind"),
-             _Col("Detail", "detail", "name")]
+    # the listed deviations grouped: one row per (operation, kind, detail), most traces first
+    groups: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for x in items:
+        for d in x["deviations"]:
+            g = groups.setdefault((x["operation"], d["kind"], d["detail"]),
+                                  {"operation": x["operation"], "kind": d["kind"], "detail": d["detail"],
+                                   "traces": 0, "example": d["trace_id"]})
+            g["traces"] += 1
+    devs = sorted(groups.values(), key=lambda g: (-g["traces"], g["operation"], g["kind"], g["detail"]))
+    listed = sum(len(x["deviations"]) for x in items)
+    dcols = [_Col("Operation", "operation", "name"), _Col("Kind", "kind"), _Col("Detail", "detail", "name"),
+             _Col("Traces listed", "traces", "n", _num), _Col("Example trace", "example", "id")]
     return (_table(items, cols, "The spec names no operation.", bad=lambda x: x["traces"] > x["conforming"])
-            + "<h3>Deviations</h3>" + _table(devs, dcols, "Every trace conforms."))
+            + "<h3>Deviations</h3>"
+            + (f'<p class="note">{e(_num(listed))} listed deviations (the detector lists at most '
+               f'{e(_num(100))} per operation), grouped.</p>' if devs else "")
+            + _table(devs[:_MAX_DEVIATIONS], dcols, "Every trace conforms."))
 
 
 def _coverage(c: Mapping[str, Any]) -> str:
