@@ -274,6 +274,29 @@ def test_sections_without_their_input_say_how_to_enable_them(db: Path, tmp_path:
     assert "Not enabled: pass --flows FILE" in page
 
 
+def test_coverage_with_test_run_files(db: Path, inputs: dict[str, Path], tmp_path: Path) -> None:
+    """--tests files are read by coverage's own reader; a malformed line is reported and exits 2."""
+    from ..engine.test_sources_agree import as_otlp_json
+    from .test_coverage import sdk_spans
+
+    run_file = tmp_path / "test-run.jsonl"
+    run_file.write_text(json.dumps(as_otlp_json(sdk_spans("payments", ["charge", "charge"]))) + "\n",
+                        encoding="utf-8")
+    args = ["--db", str(db), "--html", str(tmp_path / "r.html"), "--json", str(tmp_path / "r.json"),
+            "--handlers", str(inputs["handlers"]), "--tests", str(run_file)]
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    cov = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))["coverage"]
+    assert cov["executed_in_tests"] == 1
+    assert {h["operation"]: h["tests"] for h in cov["handlers"]} == {
+        "web: GET /orders/{id}": 0, "web: DELETE /orders/{id}": 0, "payments: charge": 2}
+    with run_file.open("a", encoding="utf-8") as f:
+        f.write("{not json\n")
+    result = run(*args)
+    assert result.exit_code == 2
+    assert f"{run_file}:2:" in result.output and (tmp_path / "r.html").exists()
+
+
 def test_trace_option_draws_exactly_the_chosen_traces(db: Path, shop: Shop, tmp_path: Path) -> None:
     other = f"{shop.records[0].trace_id:032x}"
     result = run("--db", str(db), "--html", str(tmp_path / "r.html"), "--json", str(tmp_path / "r.json"),

@@ -42,8 +42,9 @@ color:var(--fg);background:var(--bg)}
 header{background:#1d2330;color:#fff;padding:16px 28px}
 header h1{margin:0 0 4px;font-size:20px}
 header p{margin:0;color:#c5cad6}
-nav{padding:8px 28px;background:#fff;border-bottom:1px solid var(--line);position:sticky;top:0;z-index:2}
-nav a{margin-right:14px;color:#2c5ea8;text-decoration:none;white-space:nowrap}
+nav{padding:8px 28px;background:#fff;border-bottom:1px solid var(--line);position:sticky;top:0;z-index:2;
+display:flex;flex-wrap:wrap;gap:4px 16px}
+nav a{color:#2c5ea8;text-decoration:none;white-space:nowrap}
 main{padding:8px 28px 40px;max-width:1400px}
 section{background:var(--card);border:1px solid var(--line);border-radius:6px;margin:16px 0;padding:12px 18px}
 section h2{margin:4px 0 10px;font-size:17px}
