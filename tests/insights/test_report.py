@@ -319,6 +319,8 @@ def test_window_narrows_every_section(db: Path) -> None:
     assert report["summary"]["traces"] == TRACES - 150  # traces start every 24 s: 150 in the first hour
     assert report["summary"]["from"] == "2026-11-02T01:00:00Z"
     assert report["laps"]["items"] == []  # the laps are at the epoch
+    page = render(report)
+    assert '<section id="laps">' not in page and '<section id="heatmap">' in page  # laps: only with rows
 
 
 # -- escaping -----------------------------------------------------------------------------------------

@@ -133,6 +133,16 @@ def _num(value: int | float | None) -> str:
     return f"{value:,}" if isinstance(value, int) else f"{value:,.2f}"
 
 
+def _rate(per_s: float | None) -> str:
+    """A rate in the unit that gives a readable number (2.5/min rather than 0.0417/s)."""
+    if per_s is None:
+        return "–"
+    for unit, factor in (("s", 1), ("min", 60), ("h", 3600)):
+        if per_s * factor >= 1:
+            return f"{per_s * factor:.3g}/{unit}"
+    return f"{per_s * 86400:.3g}/day"
+
+
 def _p(value: float | None) -> str:
     if value is None:
         return "–"
@@ -343,8 +353,7 @@ def _slowest(s: Mapping[str, Any]) -> str:
     cols = [_Col("Operation", "operation", "name"), _Col("Spans", "count", "n", _num),
             _Col("p50", "p50_ms", "n", fmt_ms), _Col("p95", "p95_ms", "n", fmt_ms),
             _Col("p99", "p99_ms", "n", fmt_ms), _Col("Max", "max_ms", "n", fmt_ms),
-            _Col("Error rate", "error_rate", "n", _pct), _Col("Rate", "rate_per_s", "n",
-                                                                lambda v: f"{v:.3g}/s")]
+            _Col("Error rate", "error_rate", "n", _pct), _Col("Rate", "rate_per_s", "n", _rate)]
     items = s.get("items") or []
     note = (f'<p class="note">{len(items)} of {e(_num(s.get("operations")))} operations, highest p95 '
             f'first.</p>')
