@@ -297,6 +297,19 @@ def test_coverage_with_test_run_files(db: Path, inputs: dict[str, Path], tmp_pat
     assert f"{run_file}:2:" in result.output and (tmp_path / "r.html").exists()
 
 
+def test_an_empty_store_gives_a_page_that_says_so(tmp_path: Path) -> None:
+    store(tmp_path / "empty.duckdb", []).close()
+    result = run("--db", str(tmp_path / "empty.duckdb"), "--html", str(tmp_path / "r.html"), "--json",
+                 str(tmp_path / "r.json"))
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    assert report["summary"]["spans"] == 0 and report["waterfalls"]["items"] == []
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert page.count("No spans in the window.") >= 3  # heatmap, slowest, dependencies
+    for name in SECTIONS[:-1]:
+        assert f'<section id="{name}">' in page
+
+
 def test_trace_option_draws_exactly_the_chosen_traces(db: Path, shop: Shop, tmp_path: Path) -> None:
     other = f"{shop.records[0].trace_id:032x}"
     result = run("--db", str(db), "--html", str(tmp_path / "r.html"), "--json", str(tmp_path / "r.json"),

@@ -94,7 +94,7 @@ var body=t.tBodies[0],rows=Array.prototype.slice.call(body.rows),asc=th.getAttri
 t.querySelectorAll('th').forEach(function(h){h.removeAttribute('data-asc');});
 if(asc)th.setAttribute('data-asc','1');
 function key(r){var c=r.cells[i];if(!c)return '';var v=c.getAttribute('data-v');
-return v!==null?parseFloat(v):c.textContent;}
+return v!==null?parseFloat(v):(c.className==='n'?-Infinity:c.textContent);}
 rows.sort(function(a,b){var x=key(a),y=key(b);var r=(x<y)?-1:(x>y)?1:0;return asc?r:-r;});
 rows.forEach(function(r){body.appendChild(r);});});});});
 document.documentElement.setAttribute('data-rendered','1');})();"""
