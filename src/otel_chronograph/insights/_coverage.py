@@ -21,10 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ._flows import open_spans
 from ._output import emit
 from ._schema import operation
-from ._store import _utf8, db_option, prod_scope, window_options
+from ._store import _utf8, db_option, open_store, prod_scope, window_options
 
 if TYPE_CHECKING:
     import duckdb
@@ -122,7 +121,7 @@ def coverage_command(handlers_path: str, tests_paths: tuple[str, ...], as_json: 
 
     ran = count_operations(tests_paths, on_error) if tests_paths else None
     where, params = prod_scope(since, until)
-    conn = open_spans(db)
+    conn = open_store(db, read_only=True)
     try:
         result = coverage(conn, handlers, ran, where, params)
     finally:

@@ -36,26 +36,12 @@ from ._store import db_option, open_store, prod_scope, window_options
 if TYPE_CHECKING:
     import duckdb
 
-__all__ = ["check_flows", "compare_children", "flows_group", "load_flow_spec", "open_spans"]
+__all__ = ["check_flows", "compare_children", "flows_group", "load_flow_spec"]
 
 #: Deviations listed per operation (all are counted in ``traces``/``conforming``).
 MAX_DEVIATIONS = 100
 _SHOWN_NAMES = 20  # names shown in an ``order`` detail before "…"
 _KIND_ORDER = {"missing": 0, "extra": 1, "order": 2}
-
-
-def open_spans(db: str) -> duckdb.DuckDBPyConnection:
-    """The store read-only; a file without a ``spans`` table is a one-line error, not a traceback."""
-    import duckdb
-
-    conn = open_store(db, read_only=True)
-    try:
-        conn.execute("SELECT 1 FROM spans LIMIT 0")
-    except duckdb.Error:
-        conn.close()
-        raise click.ClickException(f"{db}: not an insights store (no spans table); run "
-                                   "'chronograph insights ingest' first") from None
-    return conn
 
 
 def load_flow_spec(path: str) -> dict[str, list[str]]:
@@ -214,7 +200,7 @@ def check_command(spec_path: str, as_json: bool, max_deviations: int, db: str,
     """Check every span of the spec's operations; exit 1 when any deviates (0 when all conform)."""
     spec = load_flow_spec(spec_path)
     where, params = prod_scope(since, until)
-    conn = open_spans(db)
+    conn = open_store(db, read_only=True)
     try:
         result = check_flows(conn, spec, where, params, max_deviations)
     finally:

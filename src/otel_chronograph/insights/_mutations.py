@@ -18,9 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ._flows import open_spans
 from ._output import emit
-from ._store import db_option, prod_scope, window_options
+from ._store import db_option, open_store, prod_scope, window_options
 
 if TYPE_CHECKING:
     import duckdb
@@ -89,7 +88,7 @@ def mutations_command(keys: tuple[str, ...], as_json: bool, max_sequences: int, 
                       since: str | None, until: str | None) -> None:
     """Which operations write each key (attribute or event), how often, and in which order per trace."""
     where, params = prod_scope(since, until)
-    conn = open_spans(db)
+    conn = open_store(db, read_only=True)
     try:
         result = find_mutations(conn, keys, where, params, max_sequences)
     finally:

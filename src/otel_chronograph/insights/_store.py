@@ -31,7 +31,8 @@ _LAP_COLUMNS = ("trace_id", "span_id", "service", "command", "operation", "start
 
 
 def open_store(path: str = DEFAULT_DB, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """The store at ``path`` (created with its tables unless ``read_only``); ClickException if not."""
+    """The store at ``path`` (created with its tables unless ``read_only``); ClickException if not
+    (a missing file, one another process writes, a file that is not an insights store)."""
     import duckdb
 
     try:
@@ -42,6 +43,13 @@ def open_store(path: str = DEFAULT_DB, read_only: bool = False) -> duckdb.DuckDB
     if not read_only:
         for ddl in TABLES:
             conn.execute(ddl)
+        return conn
+    try:
+        conn.execute("SELECT 1 FROM spans LIMIT 0").fetchall()
+    except duckdb.Error:
+        conn.close()
+        raise click.ClickException(f"{path}: not an insights store (no spans table); run "
+                                   "'chronograph insights ingest' first") from None
     return conn
 
 
