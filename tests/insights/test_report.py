@@ -503,6 +503,15 @@ def test_missing_db_is_a_one_line_error(tmp_path: Path) -> None:
     assert not (tmp_path / "r.html").exists()
 
 
+def test_a_file_that_is_not_a_store_is_a_one_line_error(tmp_path: Path) -> None:
+    import duckdb
+
+    duckdb.connect(str(tmp_path / "other.duckdb")).close()
+    result = run("--db", str(tmp_path / "other.duckdb"), "--html", str(tmp_path / "r.html"))
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1 and "other.duckdb" in result.output
+
+
 @pytest.mark.parametrize(("content", "reason"), [
     ("flows: [\n", "not YAML"), ("nope: {}\n", "expected a mapping with key 'flows'"),
     ('flows:\n  "not an operation": []\n', "is not an operation")])

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ._store import db_option, prod_scope, window_options
+from ._store import db_option, open_store, prod_scope, window_options
 
 if TYPE_CHECKING:
     import duckdb
@@ -192,6 +192,11 @@ def _dependencies(conn: duckdb.DuckDBPyConnection, where: str, params: Sequence[
 
 
 def _laps(conn: duckdb.DuckDBPyConnection, where: str, params: Sequence[Any]) -> dict[str, Any]:
+    """Status counts per lap command (a store written before laps existed has no table: no rows)."""
+    (tables,), = conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'laps'"
+                              ).fetchall()
+    if not tables:
+        return {"items": []}
     rows = conn.execute(f"""
         SELECT command, operation, any_value(service), count(*) AS n,
                count(*) FILTER (WHERE status = 'GREEN'), count(*) FILTER (WHERE status = 'YELLOW'),
@@ -290,7 +295,7 @@ def report_command(html_path: str, json_path: str | None, traces: tuple[str, ...
                    handlers_path: str | None, tests_paths: tuple[str, ...], keys: tuple[str, ...], db: str,
                    since: str | None, until: str | None) -> None:
     """One self-contained HTML page with every insight (and --json the same content)."""
-    from ._flows import load_flow_spec, open_spans
+    from ._flows import load_flow_spec
     from ._report_html import render
 
     if tests_paths and handlers_path is None:
@@ -309,7 +314,7 @@ def report_command(html_path: str, json_path: str | None, traces: tuple[str, ...
 
         test_ops = count_operations(tests_paths, on_error) if tests_paths else None
     where, params = prod_scope(since, until)
-    conn = open_spans(db)
+    conn = open_store(db, read_only=True)
     try:
         conn.execute("SET enable_progress_bar = false")  # the page is the output, not a bar per query
         report = build_report(conn, where, params, traces=traces, flow_spec=spec, handlers=handlers,
