@@ -437,7 +437,10 @@ def _waterfalls(section: Mapping[str, Any]) -> str:
                      f'{e(fmt_ms(w["duration_ms"]))}, {e(_num(w["spans"]))} spans</h3>'
                      f'<p class="note">{e(w["reason"])}; critical path {len(w["critical_path"])} spans, '
                      f'{e(fmt_ms(w.get("critical_ms")))} of own work{e(shown)}.</p>'
-                     f'<div class="scroll">{_waterfall(w)}</div>')
+                     f'<div class="scroll">{_waterfall(w)}</div>'
+                     + '<div class="legend">' + "".join(
+                         f'<span><span class="sw" style="background:{_service_colour(svc)}"></span>{e(svc)}'
+                         '</span>' for svc in dict.fromkeys(r["service"] for r in w["rows"])) + "</div>")
     return "".join(parts)
 
 
