@@ -15,6 +15,7 @@ import html
 import math
 import zlib
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from datetime import datetime, timezone
 from typing import Any
 
@@ -227,7 +228,14 @@ def _scale(lo: float, hi: float) -> Any:
     return t
 
 
+#: service -> colour for the page being rendered: the busiest services get distinct colours.
+_COLOURS: ContextVar[dict[str, str] | None] = ContextVar("chronograph_service_colours", default=None)
+
+
 def _service_colour(service: str) -> str:
+    assigned = _COLOURS.get()
+    if assigned is not None and service in assigned:
+        return assigned[service]
     return _SERVICE_COLOURS[zlib.crc32(service.encode("utf-8", "replace")) % len(_SERVICE_COLOURS)]
 
 
@@ -674,6 +682,17 @@ _RENDER = {"heatmap": _heatmap, "slowest": _slowest, "waterfalls": _waterfalls, 
 
 def render(report: Mapping[str, Any]) -> str:
     """The whole page for a ``build_report`` dict."""
+    services = [x["service"] for x in (report.get("dependencies") or {}).get("services") or []]
+    services += [r["service"] for w in (report.get("waterfalls") or {}).get("items") or [] for r in w["rows"]]
+    token = _COLOURS.set({svc: _SERVICE_COLOURS[i % len(_SERVICE_COLOURS)]
+                          for i, svc in enumerate(dict.fromkeys(services))})
+    try:
+        return _page(report)
+    finally:
+        _COLOURS.reset(token)
+
+
+def _page(report: Mapping[str, Any]) -> str:
     sections = [("summary", _summary(report["summary"], report.get("generated")))]
     for name, fn in _RENDER.items():
         section = report.get(name)
