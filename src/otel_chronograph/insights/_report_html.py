@@ -47,7 +47,8 @@ nav{padding:8px 28px;background:#fff;border-bottom:1px solid var(--line);positio
 display:flex;flex-wrap:wrap;gap:4px 16px}
 nav a{color:#2c5ea8;text-decoration:none;white-space:nowrap}
 main{padding:8px 28px 40px;max-width:1400px}
-section{scroll-margin-top:72px;background:var(--card);border:1px solid var(--line);border-radius:6px;margin:16px 0;padding:12px 18px}
+section{scroll-margin-top:72px;background:var(--card);border:1px solid var(--line);border-radius:6px;
+margin:16px 0;padding:12px 18px}
 section h2{margin:4px 0 10px;font-size:17px}
 section h3{margin:16px 0 6px;font-size:14px}
 .note{color:var(--muted)}
