@@ -554,6 +554,10 @@ def _check_depth(text: str, path: Path) -> None:
                                       "not loaded")
             elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
                 depth -= 1
+    except yaml.YAMLError as exc:
+        if "nesting depth" not in str(exc):  # PyYAML >= 6.0.3 has a limit of its own for flow collections
+            raise
+        raise ConfigError(f"{path}: YAML nested more than {MAX_YAML_DEPTH} levels deep: not loaded") from None
     finally:
         parser.dispose()
 
