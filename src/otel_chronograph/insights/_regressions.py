@@ -1,0 +1,317 @@
+"""``insights regressions``: lasting latency step changes per operation, seasonality removed.
+
+Method (docs/insights.md, "Regressions"), for every operation with at least ``min_spans`` spans:
+
+1. Buckets (default 1 h, ``bucket_s``): ``y`` = median of ``ln(duration_ms)`` per bucket (DuckDB).
+2. Seasonality as fixed effects: each bucket has a key, its hour of the week when the operation has
+   at least 8 days of history (so a week-on-week comparison exists), else its hour of the day when it
+   has 2 days, else none. ``y`` is modelled as ``key level + steps + noise``; a step's size is then
+   learnt from buckets compared with the same hour of another week (or day) only, so a weekend that
+   is always slower, or a daily peak, is never a change.
+3. Change points by forward selection (binary segmentation with the seasonal model): the split that
+   most reduces the residual sum of squares given the steps found so far (an exact least-squares scan
+   over every bucket boundary, O(buckets) with suffix sums), kept while its bucket-level t-test, with
+   a Bonferroni correction over the boundaries scanned, has p < ``alpha``; up to ``max_changes``.
+   Bucket-level noise (bursty hours) is in that test's variance, so a noisy operation needs a big
+   step; the span-level test below cannot see it.
+4. Each change is placed to the span: within ``PLACE_BUCKETS`` buckets either side of it (never past
+   a neighbouring change), the split of the de-seasonalised span latencies with the largest mean
+   shift gives ``change_at`` (the bucket scan can be a few buckets off where traffic is thin).
+5. Confirmation (every criterion must hold) on de-seasonalised ``ln(duration)`` of the spans between
+   the neighbouring changes: Welch's t-test before vs after, Bonferroni-corrected like step 3, p <
+   ``alpha``; at least ``min_side_spans`` spans each side; a slow-down of at least ``min_ratio``
+   (after/before medians) and ``min_delta_ms``; and not transient: a rise that falls back below
+   ``min_ratio`` of the earlier level within ``transient_h`` hours is a spike, not a regression.
+   Speed-ups are changes in the model but never reported.
+
+``before_ms``/``after_ms`` are de-seasonalised medians (at the operation's average season);
+``p_value`` is the larger of the two corrected p-values (bucket level, span level).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import click
+import numpy as np
+from numpy.typing import NDArray
+
+from ._anomalies import LOG_DURATION_SQL, iso_utc, open_reader, with_db, with_window
+from ._output import emit
+from ._store import prod_scope
+
+if TYPE_CHECKING:
+    import duckdb
+
+__all__ = ["find_regressions", "regressions_command"]
+
+COLUMNS = ("operation", "change_at", "before_ms", "after_ms", "p_value")
+_HOUR_NS = 3_600_000_000_000
+_DAY_NS = 24 * _HOUR_NS
+Floats = NDArray[np.float64]
+#: how far (in buckets, either side) the span-level placement of a change looks (step 4)
+PLACE_BUCKETS = 4
+Ints = NDArray[np.int64]
+
+
+@dataclass
+class _Change:
+    bucket: int          # index into the operation's bucket arrays: the first bucket after the step
+    p_bucket: float      # Bonferroni-corrected bucket-level p
+    rising: bool         # the step's sign when it was selected
+    at_ns: int = 0       # placed to the span (step 4)
+
+
+def _season_designs(start_ns: Ints, span_ns: int) -> list[Floats]:
+    """The seasonal models the history ``span_ns`` allows (module doc, step 2), simplest first.
+
+    Hour of week needs 3 weeks: with 2, each hour of the week sees one week-on-week difference only,
+    and "a step in week 1" fits exactly as well as "a step at the week boundary and a drop a week
+    after the change".
+    """
+    hours = start_ns // _HOUR_NS
+    designs = [np.ones((len(start_ns), 1))]
+    if span_ns >= 2 * _DAY_NS:
+        designs.append(_one_hot(hours % 24))
+    if span_ns >= 8 * _DAY_NS:
+        weekend = ((hours // 24 + 3) % 7 >= 5).astype(np.int64)
+        designs.append(np.column_stack([designs[0], weekend]))
+        designs.append(np.column_stack([_one_hot(hours % 24), weekend]))
+        designs.append(_one_hot(hours % 24 + 24 * weekend))
+    if span_ns >= 21 * _DAY_NS:
+        designs.append(_one_hot((hours + 72) % 168))  # the epoch was a Thursday: key 0 is Monday 00:00
+    return designs
+
+
+def _fit(y: Floats, designs: Sequence[Floats], alpha: float,
+         max_changes: int) -> tuple[Floats, list[_Change]]:
+    """The seasonal design and its steps with the lowest BIC (each design scanned on its own)."""
+    n = len(y)
+    best: tuple[float, Floats, list[_Change]] | None = None
+    for design in designs:
+        changes = _scan(y, design, alpha, max_changes)
+        q = _basis(np.column_stack([design, _steps(n, [c.bucket for c in changes])]))
+        resid = y - q @ (q.T @ y)
+        rss = max(float(resid @ resid), 1e-12)
+        bic = n * math.log(rss / n) + (q.shape[1] + 2 * len(changes)) * math.log(n)  # a step: where, how much
+        if best is None or bic < best[0]:
+            best = (bic, design, changes)
+    assert best is not None
+    return best[1], best[2]
+
+
+def _one_hot(keys: Ints) -> Floats:
+    _, codes = np.unique(keys, return_inverse=True)
+    return np.eye(int(codes.max()) + 1)[codes]
+
+
+def _basis(columns: Floats) -> Floats:
+    """An orthonormal basis of the span of ``columns`` (rank-deficient designs included)."""
+    u, sv, _ = np.linalg.svd(columns, full_matrices=False)
+    return u[:, sv > 1e-9 * max(float(sv[0]), 1e-300)]
+
+
+def _steps(n: int, at: Sequence[int]) -> Floats:
+    return np.stack([(np.arange(n) >= s).astype(np.float64) for s in at], axis=1) if at else np.zeros((n, 0))
+
+
+def _suffix(values: Floats) -> Floats:
+    """Suffix sums along axis 0: ``out[i] = values[i:].sum(axis=0)``."""
+    return np.cumsum(values[::-1], axis=0)[::-1]
+
+
+def _best_step(y: Floats, design: Floats, fixed: Sequence[int]) -> tuple[int, float, float, int]:
+    """The best new step given the design and the steps ``fixed``: (bucket, t, its two-sided p
+    unadjusted... ) as (bucket, t, df, candidates); bucket -1 when none can be fitted.
+
+    For a step starting at bucket i, with Q an orthonormal basis of the design and fixed steps, the
+    least-squares gain is num_i^2 / den_i with num_i = suffix sum of the residual and den_i =
+    (n - i) - |suffix sums of Q|^2: every boundary is scanned in O(n * columns).
+    """
+    n = len(y)
+    q = _basis(np.column_stack([design, _steps(n, fixed)]))
+    resid = y - q @ (q.T @ y)
+    den = (n - np.arange(n)) - (_suffix(q) ** 2).sum(axis=1)
+    num = _suffix(resid)
+    valid = den > 1e-6
+    valid[0] = False
+    valid[list(fixed)] = False
+    candidates = int(valid.sum())
+    df = n - q.shape[1] - 1
+    if candidates == 0 or df < 3:
+        return -1, 0.0, 0, 0
+    gain = np.where(valid, num ** 2 / np.where(valid, den, 1.0), -1.0)
+    best = int(np.argmax(gain))
+    sigma2 = max((float(resid @ resid) - float(gain[best])) / df, 1e-12)
+    return best, float(num[best] / math.sqrt(sigma2 * den[best])), df, candidates
+
+
+def _scan(y: Floats, design: Floats, alpha: float, max_changes: int) -> list[_Change]:
+    """Forward selection of steps in ``y`` under the seasonal design (module doc, step 3), then one
+    pass that moves each step to its best place given the others (greedy picks can sit between two
+    real changes)."""
+    from scipy import stats
+
+    def p_of(t: float, df: float, candidates: int) -> float:
+        return min(1.0, 2 * float(stats.t.sf(abs(t), df)) * candidates)
+
+    steps: list[int] = []
+    while len(steps) < max_changes:
+        best, t, df, candidates = _best_step(y, design, steps)
+        if best < 0 or p_of(t, df, candidates) >= alpha:
+            break
+        steps.append(best)
+    found = []
+    for i in range(len(steps)):
+        others = steps[:i] + steps[i + 1:]
+        best, t, df, candidates = _best_step(y, design, others)
+        steps[i] = best
+        found.append(_Change(best, p_of(t, df, candidates), t > 0))
+    return sorted((c for c in found if c.p_bucket < alpha), key=lambda c: c.bucket)
+
+
+def _bucket_seasons(y: Floats, design: Floats, steps: Sequence[int]) -> Floats:
+    """Per bucket, the seasonal part of the least-squares fit (design and steps jointly), leave-one-
+    out: a bucket the change splits must not pull its own baseline, or the change is placed at the
+    bucket's edge."""
+    n = len(y)
+    full = np.column_stack([design, _steps(n, steps)])
+    coef, *_ = np.linalg.lstsq(full, y, rcond=None)
+    season = design @ coef[: design.shape[1]]
+    q = _basis(full)
+    leverage = (q ** 2).sum(axis=1)
+    resid = y - full @ coef
+    loo = np.where(leverage < 0.99, leverage / np.maximum(1 - leverage, 1e-9) * resid, 0.0)
+    return np.asarray(season - loo, dtype=np.float64)
+
+
+def _place(t: Ints, x: Floats, lo: int, hi: int, rising: bool) -> int | None:
+    """The start of the first span after the best mean-shift split of spans in [lo, hi)."""
+    i0, i1 = np.searchsorted(t, [lo, hi])
+    seg = x[i0:i1]
+    m = len(seg)
+    if m < 6:
+        return None
+    left = np.cumsum(seg)[:-1]
+    k = np.arange(1, m)
+    shift = (seg.sum() - left) / (m - k) - left / k
+    score = np.where(shift > 0 if rising else shift < 0, shift ** 2 * k * (m - k) / m, -1.0)
+    score[:2] = -1.0
+    score[-2:] = -1.0
+    best = int(np.argmax(score))
+    return int(t[i0 + best + 1]) if score[best] > 0 else None
+
+
+def _merge(changes: list[_Change], t: Ints, min_side_spans: int) -> list[_Change]:
+    """Changes in time order, each with at least ``min_side_spans`` spans since the previous one
+    and before the end: a busy bucket split by a change reads as two steps an hour apart, one
+    change; a change too close to the data's edge is no change to report."""
+    kept: list[_Change] = []
+    prev = 0
+    for c in sorted(changes, key=lambda c: c.at_ns):
+        at = int(np.searchsorted(t, c.at_ns))
+        if at - prev >= min_side_spans and len(t) - at >= min_side_spans:
+            kept.append(c)
+            prev = at
+    return kept
+
+
+def find_regressions(conn: duckdb.DuckDBPyConnection, where: str = "label = 'prod'",
+                     params: Sequence[Any] = (), *, bucket_s: int = 3600, min_spans: int = 100,
+                     min_side_spans: int = 30, min_ratio: float = 1.10, min_delta_ms: float = 1.0,
+                     alpha: float = 0.01, transient_h: float = 6.0,
+                     max_changes: int = 4) -> list[dict[str, Any]]:
+    """Lasting slow-downs per operation among the rows ``where`` selects (module doc)."""
+    from scipy import stats
+
+    bucket_ns = int(bucket_s * 1e9)
+    ops = conn.execute(f"""
+        SELECT operation, any_value(service), any_value(name) FROM spans WHERE {where}
+        GROUP BY operation HAVING count(*) >= ? ORDER BY operation""", [*params, min_spans]).fetchall()
+    if not ops:
+        return []
+    data = conn.execute(f"""
+        WITH s AS (SELECT operation, start_ns // {bucket_ns} AS b, {LOG_DURATION_SQL} AS ld
+                   FROM spans WHERE {where})
+        SELECT operation, b, median(ld) AS y FROM s
+        WHERE operation IN (SELECT operation FROM spans WHERE {where} GROUP BY operation
+                            HAVING count(*) >= ?)
+        GROUP BY operation, b ORDER BY operation, b""", [*params, *params, min_spans]).fetchnumpy()
+    names = np.asarray(data["operation"])
+    bounds = np.flatnonzero(np.r_[True, names[1:] != names[:-1], True])
+    out: list[dict[str, Any]] = []
+    for (op, service, span_name), lo, hi in zip(ops, bounds[:-1], bounds[1:], strict=True):
+        b = np.asarray(data["b"][lo:hi], dtype=np.int64)
+        y = np.asarray(data["y"][lo:hi], dtype=np.float64)
+        start = b * bucket_ns
+        design, changes = _fit(y, _season_designs(start, int(start[-1] - start[0]) + bucket_ns), alpha,
+                               max_changes)
+        if not changes:
+            continue
+        seasons = _bucket_seasons(y, design, [c.bucket for c in changes])
+        t, ld = conn.execute(f"""
+            SELECT start_ns, {LOG_DURATION_SQL} FROM spans WHERE ({where}) AND operation = ?
+            ORDER BY start_ns""", [*params, op]).fetchnumpy().values()
+        t = np.asarray(t, dtype=np.int64)
+        season = seasons[np.searchsorted(b, t // bucket_ns)]
+        x = np.asarray(ld, dtype=np.float64) - season
+        typical = float(np.mean(season))
+        for i, c in enumerate(changes):
+            # the bucket scan can be a few buckets off where traffic is thin (nights): search the
+            # spans up to PLACE_BUCKETS buckets either side, never past a neighbouring change
+            lo = max(c.bucket - PLACE_BUCKETS, changes[i - 1].bucket if i else 0)
+            hi = min(c.bucket + PLACE_BUCKETS, changes[i + 1].bucket if i + 1 < len(changes) else len(b))
+            placed = _place(t, x, int(start[lo]), int(start[hi - 1]) + bucket_ns, c.rising)
+            c.at_ns = placed if placed is not None else int(start[c.bucket])
+        changes = _merge(changes, t, min_side_spans)
+        cuts = [int(t[0]), *(c.at_ns for c in changes), int(t[-1]) + 1]
+        segments = [x[np.searchsorted(t, a):np.searchsorted(t, z)] for a, z in itertools.pairwise(cuts)]
+        medians = [float(np.median(s)) if len(s) else math.nan for s in segments]
+        for i, c in enumerate(changes):
+            before, after = segments[i], segments[i + 1]
+            if len(before) < min_side_spans or len(after) < min_side_spans:
+                continue
+            ratio = math.exp(medians[i + 1] - medians[i])
+            before_ms = math.exp(medians[i] + typical)
+            after_ms = math.exp(medians[i + 1] + typical)
+            if ratio < min_ratio or after_ms - before_ms < min_delta_ms:
+                continue
+            if (i + 2 < len(segments) and cuts[i + 2] - c.at_ns < transient_h * _HOUR_NS
+                    and math.exp(medians[i + 2] - medians[i]) < min_ratio):
+                continue  # a spike that went back down: transient
+            welch = stats.ttest_ind(after, before, equal_var=False)
+            p_span = min(1.0, float(welch.pvalue) * max(len(y) - 1, 1))
+            p_value = max(p_span, c.p_bucket)
+            if p_value >= alpha:
+                continue
+            out.append({"operation": op, "service": service, "span_name": span_name,
+                        "change_at": iso_utc(c.at_ns), "before_ms": before_ms, "after_ms": after_ms,
+                        "p_value": p_value})
+    return out
+
+
+@click.command("regressions")
+@with_db
+@with_window
+@click.option("--bucket-minutes", type=click.IntRange(1, 1440), default=60, show_default=True,
+              help="Bucket width of the change-point scan.")
+@click.option("--min-ratio", type=click.FloatRange(min=1.0), default=1.10, show_default=True,
+              help="Smallest reported slow-down (after/before median).")
+@click.option("--min-spans", type=click.IntRange(min=2), default=100, show_default=True,
+              help="Operations with fewer spans in the window are not judged.")
+@click.option("--json", "as_json", is_flag=True, help="Print the SPEC.md JSON list.")
+def regressions_command(db: str, since: str | None, until: str | None, bucket_minutes: int,
+                        min_ratio: float, min_spans: int, as_json: bool) -> None:
+    """Lasting latency step changes per operation (seasonality removed, significance tested)."""
+    where, params = prod_scope(since, until)
+    conn = open_reader(db)
+    try:
+        items = find_regressions(conn, where, params, bucket_s=bucket_minutes * 60, min_ratio=min_ratio,
+                                 min_spans=min_spans)
+    finally:
+        conn.close()
+    emit(items, as_json, COLUMNS, empty="no regressions")
