@@ -3,15 +3,20 @@
 Method (docs/insights.md, "Regressions"), for every operation with at least ``min_spans`` spans:
 
 1. Buckets (default 1 h, ``bucket_s``): ``y`` = median of ``ln(duration_ms)`` per bucket (DuckDB).
-2. Seasonality as fixed effects: each bucket has a key, its hour of the week when the operation has
-   at least 8 days of history (so a week-on-week comparison exists), else its hour of the day when it
-   has 2 days, else none. ``y`` is modelled as ``key level + steps + noise``; a step's size is then
-   learnt from buckets compared with the same hour of another week (or day) only, so a weekend that
-   is always slower, or a daily peak, is never a change.
+2. Seasonality as fixed effects, jointly with the steps: ``y = season + steps + noise``, the season
+   one of: none; hour of day (≥ 3 days of history); a weekend level, alone or plus hour of day
+   (weekend and weekdays in the window); hour of day x weekday/weekend (≥ 8 days); hour of week
+   (≥ 21 days). Each is fitted
+   with its steps and the one with the lowest BIC (a step costs two parameters) is kept. A step's
+   size is learnt from buckets compared with the same season only, so a weekend that is always
+   slower, or a daily peak, is not a change; and a weekly pattern is not fitted by steps at every
+   weekend because the BIC prefers the one weekend parameter.
 3. Change points by forward selection (binary segmentation with the seasonal model): the split that
    most reduces the residual sum of squares given the steps found so far (an exact least-squares scan
-   over every bucket boundary, O(buckets) with suffix sums), kept while its bucket-level t-test, with
-   a Bonferroni correction over the boundaries scanned, has p < ``alpha``; up to ``max_changes``.
+   over every bucket boundary, O(buckets) with suffix sums), or the best pair of splits (a bump, which
+   a single split cannot see; up to ``MAX_BUMP_BUCKETS`` wide), whichever has the
+   smaller p; kept while its bucket-level t-test (F-test for a pair), with a Bonferroni correction
+   over the boundaries (pairs) scanned, has p < ``alpha``; up to ``max_changes`` steps.
    Bucket-level noise (bursty hours) is in that test's variance, so a noisy operation needs a big
    step; the span-level test below cannot see it.
 4. Each change is placed to the span: within ``PLACE_BUCKETS`` buckets either side of it (never past
@@ -19,7 +24,10 @@ Method (docs/insights.md, "Regressions"), for every operation with at least ``mi
    shift gives ``change_at`` (the bucket scan can be a few buckets off where traffic is thin).
 5. Confirmation (every criterion must hold) on de-seasonalised ``ln(duration)`` of the spans between
    the neighbouring changes: Welch's t-test before vs after, Bonferroni-corrected like step 3, p <
-   ``alpha``; at least ``min_side_spans`` spans each side; a slow-down of at least ``min_ratio``
+   ``alpha``; at least ``min_side_spans`` spans each side and ``baseline_h`` (24) hours of the level
+   before (since the previous change or the window's start: what a day of seasons the model could
+   not represent looks like, at a window's edge or between a dip and its recovery, is no
+   baseline); a slow-down of at least ``min_ratio``
    (after/before medians) and ``min_delta_ms``; and not transient: a rise that falls back below
    ``min_ratio`` of the earlier level within ``transient_h`` hours is a spike, not a regression.
    Speed-ups are changes in the model but never reported.
@@ -69,19 +77,24 @@ class _Change:
 def _season_designs(start_ns: Ints, span_ns: int) -> list[Floats]:
     """The seasonal models the history ``span_ns`` allows (module doc, step 2), simplest first.
 
-    Hour of week needs 3 weeks: with 2, each hour of the week sees one week-on-week difference only,
-    and "a step in week 1" fits exactly as well as "a step at the week boundary and a drop a week
-    after the change".
+    A periodic key needs three periods: with two, each key sees one period-on-period difference
+    only, and "a step in the first period" fits exactly as well as "a step at the period boundary and
+    a drop one period after the change". Hence hour of day from 3 days, hour of week from 21 days.
+    A weekend level is offered whenever the window has weekend and weekday buckets: with one weekend
+    it cannot be told from a bump over exactly that weekend, and the weekend is the likelier story.
+    Hour of day x weekday/weekend (a weekday-only daily peak) from 8 days.
     """
     hours = start_ns // _HOUR_NS
-    designs = [np.ones((len(start_ns), 1))]
-    if span_ns >= 2 * _DAY_NS:
+    weekend = ((hours // 24 + 3) % 7 >= 5).astype(np.float64)
+    flat = np.full((len(start_ns), 1), 1 / math.sqrt(len(start_ns)))
+    designs = [flat]
+    if span_ns >= 3 * _DAY_NS:
         designs.append(_one_hot(hours % 24))
-    if span_ns >= 8 * _DAY_NS:
-        weekend = ((hours // 24 + 3) % 7 >= 5).astype(np.int64)
-        designs.append(np.column_stack([designs[0], weekend]))
-        designs.append(np.column_stack([_one_hot(hours % 24), weekend]))
-        designs.append(_one_hot(hours % 24 + 24 * weekend))
+    if 0 < weekend.sum() < len(weekend):
+        designs.append(_extend(flat, weekend[:, None]))
+        if span_ns >= 3 * _DAY_NS:
+            designs.append(_extend(designs[1], weekend[:, None]))
+            designs.append(_one_hot(hours % 24 + 24 * weekend.astype(np.int64)))
     if span_ns >= 21 * _DAY_NS:
         designs.append(_one_hot((hours + 72) % 168))  # the epoch was a Thursday: key 0 is Monday 00:00
     return designs
@@ -94,10 +107,10 @@ def _fit(y: Floats, designs: Sequence[Floats], alpha: float,
     best: tuple[float, Floats, list[_Change]] | None = None
     for design in designs:
         changes = _scan(y, design, alpha, max_changes)
-        q = _basis(np.column_stack([design, _steps(n, [c.bucket for c in changes])]))
+        q = _extend(design, _steps(n, [c.bucket for c in changes]))
         resid = y - q @ (q.T @ y)
         rss = max(float(resid @ resid), 1e-12)
-        bic = n * math.log(rss / n) + (q.shape[1] + 2 * len(changes)) * math.log(n)  # a step: where, how much
+        bic = n * math.log(rss / n) + (q.shape[1] + len(changes)) * math.log(n)  # a step: where, how much
         if best is None or bic < best[0]:
             best = (bic, design, changes)
     assert best is not None
@@ -105,14 +118,24 @@ def _fit(y: Floats, designs: Sequence[Floats], alpha: float,
 
 
 def _one_hot(keys: Ints) -> Floats:
+    """Orthonormal indicator columns of ``keys`` (disjoint, so each is scaled by 1/sqrt(count))."""
     _, codes = np.unique(keys, return_inverse=True)
-    return np.eye(int(codes.max()) + 1)[codes]
+    counts = np.bincount(codes)
+    return np.asarray(np.eye(len(counts))[codes] / np.sqrt(counts), dtype=np.float64)
 
 
-def _basis(columns: Floats) -> Floats:
-    """An orthonormal basis of the span of ``columns`` (rank-deficient designs included)."""
-    u, sv, _ = np.linalg.svd(columns, full_matrices=False)
-    return u[:, sv > 1e-9 * max(float(sv[0]), 1e-300)]
+def _extend(basis: Floats, columns: Floats) -> Floats:
+    """``basis`` (orthonormal) extended by ``columns``, Gram-Schmidt twice; dependent ones dropped.
+
+    Every design is orthonormal from the start, so a step costs O(buckets x columns), not an SVD."""
+    out = basis
+    for col in columns.T:
+        v = col - out @ (out.T @ col)
+        v = v - out @ (out.T @ v)
+        norm = float(np.linalg.norm(v))
+        if norm > 1e-8 * max(float(np.linalg.norm(col)), 1.0):
+            out = np.column_stack([out, v / norm])
+    return out
 
 
 def _steps(n: int, at: Sequence[int]) -> Floats:
@@ -133,7 +156,7 @@ def _best_step(y: Floats, design: Floats, fixed: Sequence[int]) -> tuple[int, fl
     (n - i) - |suffix sums of Q|^2: every boundary is scanned in O(n * columns).
     """
     n = len(y)
-    q = _basis(np.column_stack([design, _steps(n, fixed)]))
+    q = _extend(design, _steps(n, fixed))
     resid = y - q @ (q.T @ y)
     den = (n - np.arange(n)) - (_suffix(q) ** 2).sum(axis=1)
     num = _suffix(resid)
@@ -150,10 +173,55 @@ def _best_step(y: Floats, design: Floats, fixed: Sequence[int]) -> tuple[int, fl
     return best, float(num[best] / math.sqrt(sigma2 * den[best])), df, candidates
 
 
+def _best_pair(y: Floats, design: Floats, fixed: Sequence[int]) -> tuple[tuple[int, int], float, int, int]:
+    """The best two new steps at most ``MAX_BUMP_BUCKETS`` apart (a rise and its fall: a bump),
+    as ((i, j), F, df, pairs scanned).
+
+    A single-step scan cannot see a bump in the middle of a series (the classic blind spot of binary
+    segmentation): the step at its start explains little of it. Every such pair is scored by its
+    exact two-column least-squares gain, O(buckets x width x columns). Longer bumps show as steps.
+    """
+    n = len(y)
+    q = _extend(design, _steps(n, fixed))
+    resid = y - q @ (q.T @ y)
+    sq = _suffix(q)
+    idx = np.arange(n)
+    den = (n - idx) - (sq ** 2).sum(axis=1)
+    num = _suffix(resid)
+    valid = den > 1e-6
+    valid[0] = False
+    valid[list(fixed)] = False
+    df = n - q.shape[1] - 2
+    best: tuple[float, int, int] = (-1.0, -1, -1)
+    pairs = 0
+    for d in range(1, min(MAX_BUMP_BUCKETS, n - 1) + 1):
+        i, j = idx[:-d], idx[d:]
+        cross = (n - j) - (sq[:-d] * sq[d:]).sum(axis=1)
+        det = den[i] * den[j] - cross ** 2
+        ok = valid[i] & valid[j] & (det > 1e-9 * np.maximum(den[i] * den[j], 1e-12))
+        if not ok.any():
+            continue
+        pairs += int(ok.sum())
+        gain = np.where(ok, (num[i] ** 2 * den[j] - 2 * num[i] * num[j] * cross + num[j] ** 2 * den[i])
+                        / np.where(ok, det, 1.0), -1.0)
+        k = int(np.argmax(gain))
+        if gain[k] > best[0]:
+            best = (float(gain[k]), int(i[k]), int(j[k]))
+    if best[1] < 0 or df < 3:
+        return (-1, -1), 0.0, 0, 0
+    rss = max(float(resid @ resid) - best[0], 1e-12 * df)
+    return (best[1], best[2]), best[0] / 2 / (rss / df), df, pairs
+
+
+#: the widest bump (``_best_pair``), in buckets: two days of hours
+MAX_BUMP_BUCKETS = 48
+
+
 def _scan(y: Floats, design: Floats, alpha: float, max_changes: int) -> list[_Change]:
-    """Forward selection of steps in ``y`` under the seasonal design (module doc, step 3), then one
-    pass that moves each step to its best place given the others (greedy picks can sit between two
-    real changes)."""
+    """Forward selection of steps in ``y`` under the seasonal design (module doc, step 3): at each
+    round the best single step or the best bump (two steps), whichever is more significant after
+    Bonferroni; then one pass that moves each step to its best place given the others (greedy
+    picks can sit between two real changes)."""
     from scipy import stats
 
     def p_of(t: float, df: float, candidates: int) -> float:
@@ -162,15 +230,22 @@ def _scan(y: Floats, design: Floats, alpha: float, max_changes: int) -> list[_Ch
     steps: list[int] = []
     while len(steps) < max_changes:
         best, t, df, candidates = _best_step(y, design, steps)
-        if best < 0 or p_of(t, df, candidates) >= alpha:
+        p_single = p_of(t, df, candidates) if best >= 0 else 1.0
+        p_pair, pair = 1.0, (-1, -1)
+        if len(steps) + 2 <= max_changes:
+            pair, f, df2, pairs = _best_pair(y, design, steps)
+            if pair[0] >= 0:
+                p_pair = min(1.0, float(stats.f.sf(f, 2, df2)) * pairs)
+        if min(p_single, p_pair) >= alpha:
             break
-        steps.append(best)
+        steps.extend(pair if p_pair < p_single else (best,))
     found = []
     for i in range(len(steps)):
         others = steps[:i] + steps[i + 1:]
         best, t, df, candidates = _best_step(y, design, others)
-        steps[i] = best
-        found.append(_Change(best, p_of(t, df, candidates), t > 0))
+        if best >= 0:
+            steps[i] = best
+            found.append(_Change(best, p_of(t, df, candidates), t > 0))
     return sorted((c for c in found if c.p_bucket < alpha), key=lambda c: c.bucket)
 
 
@@ -178,13 +253,15 @@ def _bucket_seasons(y: Floats, design: Floats, steps: Sequence[int]) -> Floats:
     """Per bucket, the seasonal part of the least-squares fit (design and steps jointly), leave-one-
     out: a bucket the change splits must not pull its own baseline, or the change is placed at the
     bucket's edge."""
-    n = len(y)
-    full = np.column_stack([design, _steps(n, steps)])
-    coef, *_ = np.linalg.lstsq(full, y, rcond=None)
-    season = design @ coef[: design.shape[1]]
-    q = _basis(full)
+    cols = _steps(len(y), steps)
+    beta = np.zeros(len(steps))
+    if steps:
+        within = cols - design @ (design.T @ cols)
+        beta, *_ = np.linalg.lstsq(within, y - design @ (design.T @ y), rcond=None)
+    season = design @ (design.T @ (y - cols @ beta))
+    q = _extend(design, cols)
     leverage = (q ** 2).sum(axis=1)
-    resid = y - full @ coef
+    resid = y - season - cols @ beta
     loo = np.where(leverage < 0.99, leverage / np.maximum(1 - leverage, 1e-9) * resid, 0.0)
     return np.asarray(season - loo, dtype=np.float64)
 
@@ -223,7 +300,7 @@ def _merge(changes: list[_Change], t: Ints, min_side_spans: int) -> list[_Change
 def find_regressions(conn: duckdb.DuckDBPyConnection, where: str = "label = 'prod'",
                      params: Sequence[Any] = (), *, bucket_s: int = 3600, min_spans: int = 100,
                      min_side_spans: int = 30, min_ratio: float = 1.10, min_delta_ms: float = 1.0,
-                     alpha: float = 0.01, transient_h: float = 6.0,
+                     alpha: float = 0.01, transient_h: float = 6.0, baseline_h: float = 24.0,
                      max_changes: int = 4) -> list[dict[str, Any]]:
     """Lasting slow-downs per operation among the rows ``where`` selects (module doc)."""
     from scipy import stats
@@ -273,7 +350,8 @@ def find_regressions(conn: duckdb.DuckDBPyConnection, where: str = "label = 'pro
         medians = [float(np.median(s)) if len(s) else math.nan for s in segments]
         for i, c in enumerate(changes):
             before, after = segments[i], segments[i + 1]
-            if len(before) < min_side_spans or len(after) < min_side_spans:
+            if (len(before) < min_side_spans or len(after) < min_side_spans
+                    or c.at_ns - cuts[i] < baseline_h * _HOUR_NS):
                 continue
             ratio = math.exp(medians[i + 1] - medians[i])
             before_ms = math.exp(medians[i] + typical)
