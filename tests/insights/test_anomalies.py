@@ -114,12 +114,12 @@ def test_where_narrows(conn: duckdb.DuckDBPyConnection) -> None:
 
 @st.composite
 def small_ops(draw: st.DrawFn) -> list[tuple[float, int]]:
-    """(start s, duration µs) of one operation: 40-120 spans around a drawn median, a few outliers.
+    """(start s, duration ms) of one operation: 40-120 spans around a drawn median, a few outliers.
 
-    Whole microseconds, so scaling by a whole factor is exact in the stored nanoseconds."""
+    Whole milliseconds, so a whole factor keeps the stored nanoseconds exact."""
     n = draw(st.integers(40, 120))
-    median = draw(st.integers(100, 500_000))
-    durations = draw(st.lists(st.integers(median // 2, median * 2), min_size=n, max_size=n))
+    median = draw(st.integers(2, 5_000))
+    durations = draw(st.lists(st.integers(max(median // 2, 1), median * 2), min_size=n, max_size=n))
     outliers = draw(st.lists(st.integers(0, n - 1), max_size=4))
     return [(i * 600.0, d * (50 if i in outliers else 1)) for i, d in enumerate(durations)]
 
@@ -130,7 +130,7 @@ def test_scale_invariance_and_monotone_threshold(spans: list[tuple[float, int]],
     """Scores are on log latency: multiplying every duration by a constant changes nothing but the
     baselines; raising the threshold only removes spans."""
     def records(k: int) -> list[Any]:
-        return [span("op", t, d * k / 1000, span_id=i + 1, trace=i + 1) for i, (t, d) in enumerate(spans)]
+        return [span("op", t, d * k, span_id=i + 1, trace=i + 1) for i, (t, d) in enumerate(spans)]
 
     a = find_anomalies(fast_store(":memory:", records(1)))
     b = find_anomalies(fast_store(":memory:", records(factor)))

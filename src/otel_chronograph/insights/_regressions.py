@@ -3,37 +3,36 @@
 Method (docs/insights.md, "Regressions"), for every operation with at least ``min_spans`` spans:
 
 1. Buckets (default 1 h, ``bucket_s``): ``y`` = median of ``ln(duration_ms)`` per bucket (DuckDB).
-2. Seasonality as fixed effects, jointly with the steps: ``y = season + steps + noise``, the season
-   one of: none; hour of day (≥ 3 days of history); a weekend level, alone or plus hour of day
-   (weekend and weekdays in the window); hour of day x weekday/weekend (≥ 8 days); hour of week
-   (≥ 21 days). Each is fitted
-   with its steps and the one with the lowest BIC (a step costs two parameters) is kept. A step's
-   size is learnt from buckets compared with the same season only, so a weekend that is always
-   slower, or a daily peak, is not a change; and a weekly pattern is not fitted by steps at every
-   weekend because the BIC prefers the one weekend parameter.
-3. Change points by forward selection (binary segmentation with the seasonal model): the split that
-   most reduces the residual sum of squares given the steps found so far (an exact least-squares scan
-   over every bucket boundary, O(buckets) with suffix sums), or the best pair of splits (a bump, which
-   a single split cannot see; up to ``MAX_BUMP_BUCKETS`` wide), whichever has the
-   smaller p; kept while its bucket-level t-test (F-test for a pair), with a Bonferroni correction
-   over the boundaries (pairs) scanned, has p < ``alpha``; up to ``max_changes`` steps.
-   Bucket-level noise (bursty hours) is in that test's variance, so a noisy operation needs a big
-   step; the span-level test below cannot see it.
+2. Seasonality as fixed effects, fitted jointly with the steps: ``y = season + steps + noise``, the
+   season one of: none; hour of day (≥ 3 days of history); a weekend level, alone or plus hour of
+   day (the window has weekend and weekday buckets); hour of day x weekday/weekend (same); hour of
+   week (≥ 21 days). Each is scanned with its steps and the lowest BIC wins (a step costs two
+   parameters). A step's size is then learnt against the same season only, so a weekend that is
+   always slower, or a daily peak, is not a change; and the BIC prefers one weekend parameter to a
+   step at every weekend.
+3. Change points by forward selection (binary segmentation with the seasonal model): per round the
+   single split that most reduces the residual sum of squares given the steps so far (an exact
+   least-squares scan of every bucket boundary, O(buckets x columns) with suffix sums) or the best
+   pair of splits at most ``MAX_BUMP_BUCKETS`` apart (a bump, which a single split cannot see),
+   whichever has the smaller p; kept while that bucket-level t-test (F-test for a pair), with a
+   Bonferroni correction over the boundaries (pairs) scanned, has p < ``alpha``; up to
+   ``max_changes`` steps; then each step is moved to its best place given the others. Bucket-level
+   noise (bursty hours) is in this test's variance, so a noisy operation needs a big step.
 4. Each change is placed to the span: within ``PLACE_BUCKETS`` buckets either side of it (never past
    a neighbouring change), the split of the de-seasonalised span latencies with the largest mean
    shift gives ``change_at`` (the bucket scan can be a few buckets off where traffic is thin).
-5. Confirmation (every criterion must hold) on de-seasonalised ``ln(duration)`` of the spans between
-   the neighbouring changes: Welch's t-test before vs after, Bonferroni-corrected like step 3, p <
-   ``alpha``; at least ``min_side_spans`` spans each side and ``baseline_h`` (24) hours of the level
-   before (since the previous change or the window's start: what a day of seasons the model could
-   not represent looks like, at a window's edge or between a dip and its recovery, is no
-   baseline); a slow-down of at least ``min_ratio``
+5. Confirmation on the de-seasonalised ``ln(duration)`` of the spans between the neighbouring
+   changes; every criterion must hold: Welch's t-test after vs before, Bonferroni-corrected like
+   step 3, p < ``alpha``; at least ``min_side_spans`` spans each side; at least ``baseline_h``
+   (24) hours since the previous change or the window's start (a few hours at a window's edge or
+   between a dip and its recovery are no baseline); a slow-down of at least ``min_ratio``
    (after/before medians) and ``min_delta_ms``; and not transient: a rise that falls back below
    ``min_ratio`` of the earlier level within ``transient_h`` hours is a spike, not a regression.
    Speed-ups are changes in the model but never reported.
 
 ``before_ms``/``after_ms`` are de-seasonalised medians (at the operation's average season);
-``p_value`` is the larger of the two corrected p-values (bucket level, span level).
+``p_value`` is the larger of the two corrected p-values (bucket level, span level). Items are in
+operation order, then by ``change_at``.
 """
 
 from __future__ import annotations
@@ -148,8 +147,8 @@ def _suffix(values: Floats) -> Floats:
 
 
 def _best_step(y: Floats, design: Floats, fixed: Sequence[int]) -> tuple[int, float, float, int]:
-    """The best new step given the design and the steps ``fixed``: (bucket, t, its two-sided p
-    unadjusted... ) as (bucket, t, df, candidates); bucket -1 when none can be fitted.
+    """The best new step given the design and the steps ``fixed``, as (bucket, t, df, boundaries
+    scanned); bucket -1 when none can be fitted.
 
     For a step starting at bucket i, with Q an orthonormal basis of the design and fixed steps, the
     least-squares gain is num_i^2 / den_i with num_i = suffix sum of the residual and den_i =
