@@ -22,7 +22,14 @@ from otel_chronograph.insights import _regressions
 from otel_chronograph.insights._anomalies import find_anomalies, iso_utc
 from otel_chronograph.insights._regressions import find_regressions, regressions_command
 from tests.insights.helpers import EPOCH_NS, span
-from tests.insights.synth import REGRESSION_OPS, Telemetry, bulk_store, fast_store, regression_telemetry
+from tests.insights.synth import (
+    REGRESSION_OPS,
+    Telemetry,
+    anomaly_telemetry,
+    bulk_store,
+    fast_store,
+    regression_telemetry,
+)
 
 KEYS = {"operation", "service", "span_name", "change_at", "before_ms", "after_ms", "p_value"}
 HOUR_NS = 3_600_000_000_000
@@ -89,6 +96,11 @@ def test_no_false_regression_on_decoys(conn: duckdb.DuckDBPyConnection) -> None:
     decoys = {op.operation for op, _, planted in REGRESSION_OPS if not planted}
     assert len(decoys) == 5
     assert not decoys & {i["operation"] for i in find_regressions(conn)}
+
+
+def test_no_regression_in_telemetry_without_changes() -> None:
+    """The anomaly data set (14 days, seasonal peaks, a heavy tail, 300 slow spans) has no change."""
+    assert find_regressions(fast_store(":memory:", anomaly_telemetry(seed=1).records)) == []
 
 
 def test_weekly_seasonality_is_what_the_model_removes(conn: duckdb.DuckDBPyConnection,

@@ -18,7 +18,8 @@ Method (docs/insights.md, "Regressions"), for every operation with at least ``mi
    Bonferroni correction over the boundaries (pairs) scanned, has p < ``alpha``; up to
    ``max_changes`` steps; then each step is moved to its best place given the others. Bucket-level
    noise (bursty hours) is in this test's variance, so a noisy operation needs a big step.
-4. Each change is placed to the span: within ``PLACE_BUCKETS`` buckets either side of it (never past
+4. Each change is placed to the span: within ``PLACE_BUCKETS`` buckets (and at least ``PLACE_S``,
+   4 h) either side of it (never past
    a neighbouring change), the split of the de-seasonalised span latencies with the largest mean
    shift gives ``change_at`` (the bucket scan can be a few buckets off where traffic is thin).
 5. Confirmation on the de-seasonalised ``ln(duration)`` of the spans between the neighbouring
@@ -62,6 +63,7 @@ _DAY_NS = 24 * _HOUR_NS
 Floats = NDArray[np.float64]
 #: how far (in buckets, either side) the span-level placement of a change looks (step 4)
 PLACE_BUCKETS = 4
+PLACE_S = 4 * 3600
 Ints = NDArray[np.int64]
 
 
@@ -336,11 +338,13 @@ def find_regressions(conn: duckdb.DuckDBPyConnection, where: str = "label = 'pro
         season = seasons[np.searchsorted(b, t // bucket_ns)]
         x = np.asarray(ld, dtype=np.float64) - season
         typical = float(np.mean(season))
+        reach = max(PLACE_BUCKETS, math.ceil(PLACE_S / bucket_s))
         for i, c in enumerate(changes):
             # the bucket scan can be a few buckets off where traffic is thin (nights): search the
-            # spans up to PLACE_BUCKETS buckets either side, never past a neighbouring change
-            lo = max(c.bucket - PLACE_BUCKETS, changes[i - 1].bucket if i else 0)
-            hi = min(c.bucket + PLACE_BUCKETS, changes[i + 1].bucket if i + 1 < len(changes) else len(b))
+            # spans up to PLACE_BUCKETS buckets / PLACE_S either side, never past a neighbouring change
+            lo = max(int(np.searchsorted(b, b[c.bucket] - reach)), changes[i - 1].bucket if i else 0)
+            hi = min(int(np.searchsorted(b, b[c.bucket] + reach)),
+                     changes[i + 1].bucket if i + 1 < len(changes) else len(b))
             placed = _place(t, x, int(start[lo]), int(start[hi - 1]) + bucket_ns, c.rising)
             c.at_ns = placed if placed is not None else int(start[c.bucket])
         changes = _merge(changes, t, min_side_spans)
