@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 import duckdb
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
@@ -141,6 +142,24 @@ def test_scale_invariance_and_monotone_threshold(spans: list[tuple[float, int]],
     higher = find_anomalies(fast_store(":memory:", records(1)), threshold=6.0)
     assert {i["span_id"] for i in higher} <= {i["span_id"] for i in a}
     assert all(i["score"] >= 4.0 for i in a)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=st.lists(st.tuples(st.integers(1, 200), st.floats(0, 30 * 86_400),
+                              st.sampled_from([0.0, 0.0005, 3.0, 800.0]), st.floats(0, 2)),
+                    min_size=1, max_size=3), seed=st.integers(0, 2**32 - 1))
+def test_any_shape_of_data_gives_well_formed_items(ops: list[tuple[int, float, float, float]],
+                                                   seed: int) -> None:
+    """Zero durations, constant latency, one span or a month: no error, and items as promised."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for k, (n, history, median, sigma) in enumerate(ops):
+        ms = median * np.exp(rng.normal(0, sigma, n))
+        records += [span(f"op{k}", float(t), float(d)) for t, d in zip(rng.uniform(0, history, n), ms,
+                                                                       strict=True)]
+    items = find_anomalies(fast_store(":memory:", records), min_spans=2, min_bucket=2)
+    assert all(set(i) == KEYS and i["score"] >= 4.0 and i["duration_ms"] >= i["baseline_ms"] for i in items)
+    assert [i["score"] for i in items] == sorted((i["score"] for i in items), reverse=True)
 
 
 # --- command line ----------------------------------------------------------------------------------

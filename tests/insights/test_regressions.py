@@ -251,3 +251,26 @@ def test_cli_missing_db(tmp_path: Path) -> None:
 
 def test_iso_utc() -> None:
     assert iso_utc(1_793_577_600 * 10**9 + 1_500) == "2026-11-02T00:00:00.000001Z"
+
+
+@settings(max_examples=40, deadline=None)
+@given(ops=st.lists(st.tuples(
+    st.integers(1, 400),                                     # spans
+    st.floats(0, 30 * 86_400),                               # history, s
+    st.sampled_from([0.0, 0.001, 5.0, 250.0]),               # median ms (0: clock resolution)
+    st.floats(0, 1.5),                                       # log-sd
+    st.floats(0.2, 5)), min_size=1, max_size=3),             # step factor at the middle
+    seed=st.integers(0, 2**32 - 1))
+def test_any_shape_of_data_gives_well_formed_items(ops: list[tuple[int, float, float, float, float]],
+                                                   seed: int) -> None:
+    """One bucket, zero durations, constant latency, a month of history: never an error, and every
+    item is a slow-down with p < 0.01."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for k, (n, history, median, sigma, factor) in enumerate(ops):
+        starts = np.sort(rng.uniform(0, history, n))
+        ms = median * np.exp(rng.normal(0, sigma, n)) * np.where(starts >= history / 2, factor, 1.0)
+        records += [span(f"op{k}", float(t), float(d)) for t, d in zip(starts, ms, strict=True)]
+    items = find_regressions(fast_store(":memory:", records), min_spans=2, min_side_spans=2)
+    for item in items:
+        assert set(item) == KEYS and item["after_ms"] >= item["before_ms"] * 1.1 and item["p_value"] < 0.01

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -284,6 +285,19 @@ def _place(t: Ints, x: Floats, lo: int, hi: int, rising: bool) -> int | None:
     return int(t[i0 + best + 1]) if score[best] > 0 else None
 
 
+def _welch(after: Floats, before: Floats) -> float:
+    """Welch's two-sided p for a difference in means; constant samples (a clock-resolution operation)
+    give 0 when the two constants differ and 1 when not, instead of SciPy's precision warning."""
+    from scipy import stats
+
+    if float(np.var(after)) < 1e-12 and float(np.var(before)) < 1e-12:
+        return 0.0 if abs(float(np.mean(after)) - float(np.mean(before))) > 1e-9 else 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # near-constant samples: the p is still usable
+        p = float(stats.ttest_ind(after, before, equal_var=False).pvalue)
+    return p if math.isfinite(p) else 1.0
+
+
 def _merge(changes: list[_Change], t: Ints, min_side_spans: int) -> list[_Change]:
     """Changes in time order, each with at least ``min_side_spans`` spans since the previous one
     and before the end: a busy bucket split by a change reads as two steps an hour apart, one
@@ -304,8 +318,6 @@ def find_regressions(conn: duckdb.DuckDBPyConnection, where: str = "label = 'pro
                      alpha: float = 0.01, transient_h: float = 6.0, baseline_h: float = 24.0,
                      max_changes: int = 4) -> list[dict[str, Any]]:
     """Lasting slow-downs per operation among the rows ``where`` selects (module doc)."""
-    from scipy import stats
-
     bucket_ns = int(bucket_s * 1e9)
     ops = conn.execute(f"""
         SELECT operation, any_value(service), any_value(name) FROM spans WHERE {where}
@@ -364,8 +376,7 @@ def find_regressions(conn: duckdb.DuckDBPyConnection, where: str = "label = 'pro
             if (i + 2 < len(segments) and cuts[i + 2] - c.at_ns < transient_h * _HOUR_NS
                     and math.exp(medians[i + 2] - medians[i]) < min_ratio):
                 continue  # a spike that went back down: transient
-            welch = stats.ttest_ind(after, before, equal_var=False)
-            p_span = min(1.0, float(welch.pvalue) * max(len(y) - 1, 1))
+            p_span = min(1.0, _welch(after, before) * max(len(y) - 1, 1))
             p_value = max(p_span, c.p_bucket)
             if p_value >= alpha:
                 continue
