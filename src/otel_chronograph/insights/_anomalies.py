@@ -63,10 +63,12 @@ def find_anomalies(conn: duckdb.DuckDBPyConnection, where: str = "label = 'prod'
                    params: Sequence[Any] = (), threshold: float = 4.0, min_spans: int = 30,
                    min_bucket: int = 30) -> list[dict[str, Any]]:
     """Anomalously slow spans among the rows ``where`` selects, highest score first (module doc)."""
+    # numbers only until the few flagged rows are known: the strings of a million spans are not
+    # carried through the grouped medians (memory), they are joined back by rowid at the end
     rows = conn.execute(f"""
         WITH s AS (
-            SELECT trace_id, span_id, operation, service, name, duration_ms, start_ns,
-                   {LOG_DURATION_SQL} AS ld, {HOUR_OF_WEEK_SQL} AS how, {HOUR_OF_DAY_SQL} AS hod
+            SELECT rowid AS rid, operation, {LOG_DURATION_SQL} AS ld, {HOUR_OF_WEEK_SQL} AS how,
+                   {HOUR_OF_DAY_SQL} AS hod
             FROM spans WHERE {where}),
         ops AS (SELECT operation, median(ld) AS m FROM s GROUP BY operation HAVING count(*) >= ?),
         bw AS (SELECT operation, how, median(ld) AS m FROM s GROUP BY operation, how
@@ -74,18 +76,19 @@ def find_anomalies(conn: duckdb.DuckDBPyConnection, where: str = "label = 'prod'
         bd AS (SELECT operation, hod, median(ld) AS m FROM s GROUP BY operation, hod
                HAVING count(*) >= ?),
         r AS (
-            SELECT s.*, coalesce(bw.m, bd.m, ops.m) AS loc, s.ld - coalesce(bw.m, bd.m, ops.m) AS res
+            SELECT s.rid, s.operation, coalesce(bw.m, bd.m, ops.m) AS loc,
+                   s.ld - coalesce(bw.m, bd.m, ops.m) AS res
             FROM s JOIN ops USING (operation)
             LEFT JOIN bw USING (operation, how) LEFT JOIN bd USING (operation, hod)),
         sc AS (
             SELECT operation, greatest({_MAD_K} * median(abs(res)), quantile_cont(res, 0.95) / {_Q95_Z},
                                        {MIN_SCALE}) AS scale
-            FROM r GROUP BY operation)
-        SELECT trace_id, span_id, operation, service, name, duration_ms, exp(loc), res / scale AS score,
-               start_ns
-        FROM r JOIN sc USING (operation)
-        WHERE res / scale >= ?
-        ORDER BY score DESC, trace_id, span_id""",
+            FROM r GROUP BY operation),
+        hit AS (SELECT r.rid, r.loc, r.res / sc.scale AS score FROM r JOIN sc USING (operation)
+                WHERE r.res / sc.scale >= ?)
+        SELECT trace_id, span_id, operation, service, name, duration_ms, exp(hit.loc), hit.score, start_ns
+        FROM hit JOIN spans ON spans.rowid = hit.rid
+        ORDER BY hit.score DESC, trace_id, span_id""",
         [*params, min_spans, min_bucket, min_bucket, threshold]).fetchall()
     return [{"trace_id": t, "span_id": s, "operation": op, "service": svc, "span_name": name,
              "duration_ms": float(d), "baseline_ms": float(b), "score": float(z), "start": iso_utc(ns)}
