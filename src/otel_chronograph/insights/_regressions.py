@@ -333,53 +333,73 @@ def find_regressions(conn: duckdb.DuckDBPyConnection, where: str = "label = 'pro
         GROUP BY operation, b ORDER BY operation, b""", [*params, *params, min_spans]).fetchnumpy()
     names = np.asarray(data["operation"])
     bounds = np.flatnonzero(np.r_[True, names[1:] != names[:-1], True])
-    out: list[dict[str, Any]] = []
-    for (op, service, span_name), lo, hi in zip(ops, bounds[:-1], bounds[1:], strict=True):
+    fits: list[tuple[tuple[str, str, str], Ints, Floats, Floats, list[_Change]]] = []
+    for head, lo, hi in zip(ops, bounds[:-1], bounds[1:], strict=True):
         b = np.asarray(data["b"][lo:hi], dtype=np.int64)
         y = np.asarray(data["y"][lo:hi], dtype=np.float64)
         start = b * bucket_ns
         design, changes = _fit(y, _season_designs(start, int(start[-1] - start[0]) + bucket_ns), alpha,
                                max_changes)
-        if not changes:
+        if changes:
+            fits.append((head, b, y, _bucket_seasons(y, design, [c.bucket for c in changes]), changes))
+    if not fits:
+        return []
+    # the spans of every operation with a candidate change, in one scan of the table
+    spans = conn.execute(f"""
+        SELECT operation, start_ns, {LOG_DURATION_SQL} AS ld FROM spans
+        WHERE ({where}) AND operation IN (SELECT unnest(?::VARCHAR[]))
+        ORDER BY operation, start_ns""", [*params, [f[0][0] for f in fits]]).fetchnumpy()
+    names = np.asarray(spans["operation"])
+    bounds = np.flatnonzero(np.r_[True, names[1:] != names[:-1], True])
+    out: list[dict[str, Any]] = []
+    for (head, b, y, seasons, changes), lo, hi in zip(fits, bounds[:-1], bounds[1:], strict=True):
+        t = np.asarray(spans["start_ns"][lo:hi], dtype=np.int64)
+        ld = np.asarray(spans["ld"][lo:hi], dtype=np.float64)
+        out += _confirm(head, b, y, seasons, changes, t, ld, bucket_s, min_side_spans, min_ratio,
+                        min_delta_ms, alpha, transient_h, baseline_h)
+    return out
+
+
+def _confirm(head: tuple[str, str, str], b: Ints, y: Floats, seasons: Floats, changes: list[_Change],
+             t: Ints, ld: Floats, bucket_s: int, min_side_spans: int, min_ratio: float,
+             min_delta_ms: float, alpha: float, transient_h: float,
+             baseline_h: float) -> list[dict[str, Any]]:
+    """One operation's candidate changes placed to the span and confirmed (module doc, steps 4-5)."""
+    op, service, span_name = head
+    bucket_ns = int(bucket_s * 1e9)
+    start = b * bucket_ns
+    season = seasons[np.searchsorted(b, t // bucket_ns)]
+    x = ld - season
+    typical = float(np.mean(season))
+    reach = max(PLACE_BUCKETS, math.ceil(PLACE_S / bucket_s))
+    for i, c in enumerate(changes):
+        # the bucket scan can be a few buckets off where traffic is thin (nights): search the
+        # spans up to PLACE_BUCKETS buckets / PLACE_S either side, never past a neighbouring change
+        lo = max(int(np.searchsorted(b, b[c.bucket] - reach)), changes[i - 1].bucket if i else 0)
+        hi = min(int(np.searchsorted(b, b[c.bucket] + reach)),
+                 changes[i + 1].bucket if i + 1 < len(changes) else len(b))
+        placed = _place(t, x, int(start[lo]), int(start[hi - 1]) + bucket_ns, c.rising)
+        c.at_ns = placed if placed is not None else int(start[c.bucket])
+    changes = _merge(changes, t, min_side_spans)
+    cuts = [int(t[0]), *(c.at_ns for c in changes), int(t[-1]) + 1]
+    segments = [x[np.searchsorted(t, a):np.searchsorted(t, z)] for a, z in itertools.pairwise(cuts)]
+    medians = [float(np.median(s)) if len(s) else math.nan for s in segments]
+    out: list[dict[str, Any]] = []
+    for i, c in enumerate(changes):
+        before, after = segments[i], segments[i + 1]
+        if (len(before) < min_side_spans or len(after) < min_side_spans
+                or c.at_ns - cuts[i] < baseline_h * _HOUR_NS):
             continue
-        seasons = _bucket_seasons(y, design, [c.bucket for c in changes])
-        t, ld = conn.execute(f"""
-            SELECT start_ns, {LOG_DURATION_SQL} FROM spans WHERE ({where}) AND operation = ?
-            ORDER BY start_ns""", [*params, op]).fetchnumpy().values()
-        t = np.asarray(t, dtype=np.int64)
-        season = seasons[np.searchsorted(b, t // bucket_ns)]
-        x = np.asarray(ld, dtype=np.float64) - season
-        typical = float(np.mean(season))
-        reach = max(PLACE_BUCKETS, math.ceil(PLACE_S / bucket_s))
-        for i, c in enumerate(changes):
-            # the bucket scan can be a few buckets off where traffic is thin (nights): search the
-            # spans up to PLACE_BUCKETS buckets / PLACE_S either side, never past a neighbouring change
-            lo = max(int(np.searchsorted(b, b[c.bucket] - reach)), changes[i - 1].bucket if i else 0)
-            hi = min(int(np.searchsorted(b, b[c.bucket] + reach)),
-                     changes[i + 1].bucket if i + 1 < len(changes) else len(b))
-            placed = _place(t, x, int(start[lo]), int(start[hi - 1]) + bucket_ns, c.rising)
-            c.at_ns = placed if placed is not None else int(start[c.bucket])
-        changes = _merge(changes, t, min_side_spans)
-        cuts = [int(t[0]), *(c.at_ns for c in changes), int(t[-1]) + 1]
-        segments = [x[np.searchsorted(t, a):np.searchsorted(t, z)] for a, z in itertools.pairwise(cuts)]
-        medians = [float(np.median(s)) if len(s) else math.nan for s in segments]
-        for i, c in enumerate(changes):
-            before, after = segments[i], segments[i + 1]
-            if (len(before) < min_side_spans or len(after) < min_side_spans
-                    or c.at_ns - cuts[i] < baseline_h * _HOUR_NS):
-                continue
-            ratio = math.exp(medians[i + 1] - medians[i])
-            before_ms = math.exp(medians[i] + typical)
-            after_ms = math.exp(medians[i + 1] + typical)
-            if ratio < min_ratio or after_ms - before_ms < min_delta_ms:
-                continue
-            if (i + 2 < len(segments) and cuts[i + 2] - c.at_ns < transient_h * _HOUR_NS
-                    and math.exp(medians[i + 2] - medians[i]) < min_ratio):
-                continue  # a spike that went back down: transient
-            p_span = min(1.0, _welch(after, before) * max(len(y) - 1, 1))
-            p_value = max(p_span, c.p_bucket)
-            if p_value >= alpha:
-                continue
+        ratio = math.exp(medians[i + 1] - medians[i])
+        before_ms = math.exp(medians[i] + typical)
+        after_ms = math.exp(medians[i + 1] + typical)
+        if ratio < min_ratio or after_ms - before_ms < min_delta_ms:
+            continue
+        if (i + 2 < len(segments) and cuts[i + 2] - c.at_ns < transient_h * _HOUR_NS
+                and math.exp(medians[i + 2] - medians[i]) < min_ratio):
+            continue  # a spike that went back down: transient
+        p_value = max(min(1.0, _welch(after, before) * max(len(y) - 1, 1)), c.p_bucket)
+        if p_value < alpha:
             out.append({"operation": op, "service": service, "span_name": span_name,
                         "change_at": iso_utc(c.at_ns), "before_ms": before_ms, "after_ms": after_ms,
                         "p_value": p_value})
