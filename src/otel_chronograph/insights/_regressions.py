@@ -6,22 +6,22 @@ Method (docs/insights.md, "Regressions"), for every operation with at least ``mi
 2. Seasonality as fixed effects, fitted jointly with the steps: ``y = season + steps + noise``, the
    season one of: none; hour of day (≥ 3 days of history); a weekend level, alone or plus hour of
    day (the window has weekend and weekday buckets); hour of day x weekday/weekend (same); hour of
-   week (≥ 21 days). Each is scanned with its steps and the lowest BIC wins (a step costs two
-   parameters). A step's size is then learnt against the same season only, so a weekend that is
-   always slower, or a daily peak, is not a change; and the BIC prefers one weekend parameter to a
-   step at every weekend.
+   week (≥ 21 days). Each is scanned with its single steps and the lowest BIC wins (a step costs two
+   parameters); the winner is scanned again with bumps (step 3). A step's size is then learnt
+   against the same season only, so a weekend that is always slower, or a daily peak, is not a
+   change; and the BIC prefers one weekend parameter to a step at every weekend.
 3. Change points by forward selection (binary segmentation with the seasonal model): per round the
    single split that most reduces the residual sum of squares given the steps so far (an exact
    least-squares scan of every bucket boundary, O(buckets x columns) with suffix sums) or the best
-   pair of splits at most ``MAX_BUMP_BUCKETS`` apart (a bump, which a single split cannot see),
-   whichever has the smaller p; kept while that bucket-level t-test (F-test for a pair), with a
+   pair of splits at most ``MAX_BUMP_BUCKETS`` apart (a bump, which a single split cannot see) when
+   no single split is significant; kept while that bucket-level t-test (F-test for a pair), with a
    Bonferroni correction over the boundaries (pairs) scanned, has p < ``alpha``; up to
    ``max_changes`` steps; then each step is moved to its best place given the others. Bucket-level
    noise (bursty hours) is in this test's variance, so a noisy operation needs a big step.
 4. Each change is placed to the span: within ``PLACE_BUCKETS`` buckets (and at least ``PLACE_S``,
-   4 h) either side of it (never past
-   a neighbouring change), the split of the de-seasonalised span latencies with the largest mean
-   shift gives ``change_at`` (the bucket scan can be a few buckets off where traffic is thin).
+   4 h) either side of it (never past a neighbouring change), the split of the de-seasonalised span
+   latencies with the largest mean shift gives ``change_at`` (the bucket scan can be a few buckets
+   off where traffic is thin).
 5. Confirmation on the de-seasonalised ``ln(duration)`` of the spans between the neighbouring
    changes; every criterion must hold: Welch's t-test after vs before, Bonferroni-corrected like
    step 3, p < ``alpha``; at least ``min_side_spans`` spans each side; at least ``baseline_h``
@@ -104,19 +104,20 @@ def _season_designs(start_ns: Ints, span_ns: int) -> list[Floats]:
 
 def _fit(y: Floats, designs: Sequence[Floats], alpha: float,
          max_changes: int) -> tuple[Floats, list[_Change]]:
-    """The seasonal design and its steps with the lowest BIC (each design scanned on its own)."""
+    """The seasonal design with the lowest BIC (each scanned with single steps), then its steps
+    with the bump scan too (the costly part, once per operation)."""
     n = len(y)
-    best: tuple[float, Floats, list[_Change]] | None = None
+    best: tuple[float, Floats] | None = None
     for design in designs:
-        changes = _scan(y, design, alpha, max_changes)
+        changes = _scan(y, design, alpha, max_changes, bumps=False)
         q = _extend(design, _steps(n, [c.bucket for c in changes]))
         resid = y - q @ (q.T @ y)
         rss = max(float(resid @ resid), 1e-12)
         bic = n * math.log(rss / n) + (q.shape[1] + len(changes)) * math.log(n)  # a step: where, how much
         if best is None or bic < best[0]:
-            best = (bic, design, changes)
+            best = (bic, design)
     assert best is not None
-    return best[1], best[2]
+    return best[1], _scan(y, best[1], alpha, max_changes, bumps=True)
 
 
 def _one_hot(keys: Ints) -> Floats:
@@ -219,11 +220,12 @@ def _best_pair(y: Floats, design: Floats, fixed: Sequence[int]) -> tuple[tuple[i
 MAX_BUMP_BUCKETS = 48
 
 
-def _scan(y: Floats, design: Floats, alpha: float, max_changes: int) -> list[_Change]:
+def _scan(y: Floats, design: Floats, alpha: float, max_changes: int,
+          bumps: bool = True) -> list[_Change]:
     """Forward selection of steps in ``y`` under the seasonal design (module doc, step 3): at each
-    round the best single step or the best bump (two steps), whichever is more significant after
-    Bonferroni; then one pass that moves each step to its best place given the others (greedy
-    picks can sit between two real changes)."""
+    round the best single step, or when none is significant the best bump (two steps); then one
+    pass that moves each step to its best place given the others (greedy picks can sit between two
+    real changes)."""
     from scipy import stats
 
     def p_of(t: float, df: float, candidates: int) -> float:
@@ -232,15 +234,17 @@ def _scan(y: Floats, design: Floats, alpha: float, max_changes: int) -> list[_Ch
     steps: list[int] = []
     while len(steps) < max_changes:
         best, t, df, candidates = _best_step(y, design, steps)
-        p_single = p_of(t, df, candidates) if best >= 0 else 1.0
-        p_pair, pair = 1.0, (-1, -1)
-        if len(steps) + 2 <= max_changes:
-            pair, f, df2, pairs = _best_pair(y, design, steps)
-            if pair[0] >= 0:
-                p_pair = min(1.0, float(stats.f.sf(f, 2, df2)) * pairs)
-        if min(p_single, p_pair) >= alpha:
+        if best >= 0 and p_of(t, df, candidates) < alpha:
+            steps.append(best)
+            continue
+        # a bump only when no single step is left: beside a strong step, a pair (the step plus a
+        # noise step) can out-score the step alone and then displace it
+        if not bumps or len(steps) + 2 > max_changes:
             break
-        steps.extend(pair if p_pair < p_single else (best,))
+        pair, f, df2, pairs = _best_pair(y, design, steps)
+        if pair[0] < 0 or min(1.0, float(stats.f.sf(f, 2, df2)) * pairs) >= alpha:
+            break
+        steps.extend(pair)
     found = []
     for i in range(len(steps)):
         others = steps[:i] + steps[i + 1:]
