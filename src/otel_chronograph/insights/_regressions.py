@@ -6,10 +6,10 @@ Method (docs/insights.md, "Regressions"), for every operation with at least ``mi
 2. Seasonality as fixed effects, fitted jointly with the steps: ``y = season + steps + noise``, the
    season one of: none; hour of day (≥ 3 days of history); a weekend level, alone or plus hour of
    day (the window has weekend and weekday buckets); hour of day x weekday/weekend (same); hour of
-   week (≥ 21 days). Each is scanned with its single steps and the lowest BIC wins (a step costs two
-   parameters); the winner is scanned again with bumps (step 3). A step's size is then learnt
-   against the same season only, so a weekend that is always slower, or a daily peak, is not a
-   change; and the BIC prefers one weekend parameter to a step at every weekend.
+   week (≥ 21 days). Each is scanned with its steps (step 3) and the lowest BIC wins (a step costs
+   two parameters). A step's size is then learnt against the same season only, so a weekend that
+   is always slower, or a daily peak, is not a change; and the BIC prefers one weekend parameter to
+   a step at every weekend.
 3. Change points by forward selection (binary segmentation with the seasonal model): per round the
    single split that most reduces the residual sum of squares given the steps so far (an exact
    least-squares scan of every bucket boundary, O(buckets x columns) with suffix sums) or the best
@@ -104,20 +104,20 @@ def _season_designs(start_ns: Ints, span_ns: int) -> list[Floats]:
 
 def _fit(y: Floats, designs: Sequence[Floats], alpha: float,
          max_changes: int) -> tuple[Floats, list[_Change]]:
-    """The seasonal design with the lowest BIC (each scanned with single steps), then its steps
-    with the bump scan too (the costly part, once per operation)."""
+    """The seasonal design and its steps with the lowest BIC (each design scanned on its own, bumps
+    included: one outlying hour must not make a flat season plus steps look better)."""
     n = len(y)
-    best: tuple[float, Floats] | None = None
+    best: tuple[float, Floats, list[_Change]] | None = None
     for design in designs:
-        changes = _scan(y, design, alpha, max_changes, bumps=False)
+        changes = _scan(y, design, alpha, max_changes)
         q = _extend(design, _steps(n, [c.bucket for c in changes]))
         resid = y - q @ (q.T @ y)
         rss = max(float(resid @ resid), 1e-12)
         bic = n * math.log(rss / n) + (q.shape[1] + len(changes)) * math.log(n)  # a step: where, how much
         if best is None or bic < best[0]:
-            best = (bic, design)
+            best = (bic, design, changes)
     assert best is not None
-    return best[1], _scan(y, best[1], alpha, max_changes, bumps=True)
+    return best[1], best[2]
 
 
 def _one_hot(keys: Ints) -> Floats:
@@ -182,7 +182,8 @@ def _best_pair(y: Floats, design: Floats, fixed: Sequence[int]) -> tuple[tuple[i
 
     A single-step scan cannot see a bump in the middle of a series (the classic blind spot of binary
     segmentation): the step at its start explains little of it. Every such pair is scored by its
-    exact two-column least-squares gain, O(buckets x width x columns). Longer bumps show as steps.
+    exact two-column least-squares gain, O(buckets x width x columns) in one einsum. Longer bumps
+    show as steps.
     """
     n = len(y)
     q = _extend(design, _steps(n, fixed))
@@ -195,33 +196,35 @@ def _best_pair(y: Floats, design: Floats, fixed: Sequence[int]) -> tuple[tuple[i
     valid[0] = False
     valid[list(fixed)] = False
     df = n - q.shape[1] - 2
-    best: tuple[float, int, int] = (-1.0, -1, -1)
-    pairs = 0
-    for d in range(1, min(MAX_BUMP_BUCKETS, n - 1) + 1):
-        i, j = idx[:-d], idx[d:]
-        cross = (n - j) - (sq[:-d] * sq[d:]).sum(axis=1)
-        det = den[i] * den[j] - cross ** 2
-        ok = valid[i] & valid[j] & (det > 1e-9 * np.maximum(den[i] * den[j], 1e-12))
-        if not ok.any():
-            continue
-        pairs += int(ok.sum())
-        gain = np.where(ok, (num[i] ** 2 * den[j] - 2 * num[i] * num[j] * cross + num[j] ** 2 * den[i])
-                        / np.where(ok, det, 1.0), -1.0)
-        k = int(np.argmax(gain))
-        if gain[k] > best[0]:
-            best = (float(gain[k]), int(i[k]), int(j[k]))
-    if best[1] < 0 or df < 3:
+    width = min(MAX_BUMP_BUCKETS, n - 1)
+    if width < 1 or df < 3:
         return (-1, -1), 0.0, 0, 0
-    rss = max(float(resid @ resid) - best[0], 1e-12 * df)
-    return (best[1], best[2]), best[0] / 2 / (rss / df), df, pairs
+    # pairs (i, i + d), d = 1..width, as an n x width band: row i of the suffix sums against the
+    # next ``width`` rows, through a sliding window (a view, no copy), in one einsum
+    padded = np.vstack([sq, np.zeros((width + 1, sq.shape[1]))])
+    ahead = np.lib.stride_tricks.sliding_window_view(padded[1:], width, axis=0)[:n]  # (n, cols, width)
+    i = np.broadcast_to(idx[:, None], (n, width))
+    j_raw = i + np.arange(1, width + 1)[None, :]
+    j = np.minimum(j_raw, n - 1)
+    cross = (n - j) - np.einsum("tk,tkw->tw", sq, ahead)
+    det = den[i] * den[j] - cross ** 2
+    ok = (j_raw < n) & valid[i] & valid[j] & (det > 1e-9 * np.maximum(den[i] * den[j], 1e-12))
+    pairs = int(ok.sum())
+    if pairs == 0:
+        return (-1, -1), 0.0, 0, 0
+    gain = np.where(ok, (num[i] ** 2 * den[j] - 2 * num[i] * num[j] * cross + num[j] ** 2 * den[i])
+                    / np.where(ok, det, 1.0), -1.0)
+    k = np.unravel_index(int(np.argmax(gain)), gain.shape)
+    best = float(gain[k])
+    rss = max(float(resid @ resid) - best, 1e-12 * df)
+    return (int(i[k]), int(j[k])), best / 2 / (rss / df), df, pairs
 
 
 #: the widest bump (``_best_pair``), in buckets: two days of hours
 MAX_BUMP_BUCKETS = 48
 
 
-def _scan(y: Floats, design: Floats, alpha: float, max_changes: int,
-          bumps: bool = True) -> list[_Change]:
+def _scan(y: Floats, design: Floats, alpha: float, max_changes: int) -> list[_Change]:
     """Forward selection of steps in ``y`` under the seasonal design (module doc, step 3): at each
     round the best single step, or when none is significant the best bump (two steps); then one
     pass that moves each step to its best place given the others (greedy picks can sit between two
@@ -239,7 +242,7 @@ def _scan(y: Floats, design: Floats, alpha: float, max_changes: int,
             continue
         # a bump only when no single step is left: beside a strong step, a pair (the step plus a
         # noise step) can out-score the step alone and then displace it
-        if not bumps or len(steps) + 2 > max_changes:
+        if len(steps) + 2 > max_changes:
             break
         pair, f, df2, pairs = _best_pair(y, design, steps)
         if pair[0] < 0 or min(1.0, float(stats.f.sf(f, 2, df2)) * pairs) >= alpha:
