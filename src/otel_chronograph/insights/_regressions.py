@@ -199,25 +199,27 @@ def _best_pair(y: Floats, design: Floats, fixed: Sequence[int]) -> tuple[tuple[i
     width = min(MAX_BUMP_BUCKETS, n - 1)
     if width < 1 or df < 3:
         return (-1, -1), 0.0, 0, 0
-    # pairs (i, i + d), d = 1..width, as an n x width band: row i of the suffix sums against the
-    # next ``width`` rows, through a sliding window (a view, no copy), in one einsum
-    padded = np.vstack([sq, np.zeros((width + 1, sq.shape[1]))])
-    ahead = np.lib.stride_tricks.sliding_window_view(padded[1:], width, axis=0)[:n]  # (n, cols, width)
-    i = np.broadcast_to(idx[:, None], (n, width))
-    j_raw = i + np.arange(1, width + 1)[None, :]
-    j = np.minimum(j_raw, n - 1)
-    cross = (n - j) - np.einsum("tk,tkw->tw", sq, ahead)
-    det = den[i] * den[j] - cross ** 2
-    ok = (j_raw < n) & valid[i] & valid[j] & (det > 1e-9 * np.maximum(den[i] * den[j], 1e-12))
+    # pairs (i, i + d), d = 1..width, as an n x width band: row i against the next ``width`` rows
+    # through sliding windows (views, no copies); out-of-range pairs fall on zero padding
+    def ahead(values: NDArray[Any]) -> NDArray[Any]:
+        pad = np.zeros((width + 1, *values.shape[1:]), dtype=values.dtype)
+        window = np.lib.stride_tricks.sliding_window_view(np.concatenate([values, pad])[1:], width, axis=0)
+        return window[:n]
+
+    den_j, num_j, valid_j = ahead(den), ahead(num), ahead(valid)
+    cross = (n - idx[:, None] - np.arange(1, width + 1)[None, :]) - np.einsum("tk,tkw->tw", sq, ahead(sq))
+    den_i, num_i = den[:, None], num[:, None]
+    det = den_i * den_j - cross ** 2
+    ok = valid[:, None] & valid_j & (det > 1e-9 * np.maximum(den_i * den_j, 1e-12))
     pairs = int(ok.sum())
     if pairs == 0:
         return (-1, -1), 0.0, 0, 0
-    gain = np.where(ok, (num[i] ** 2 * den[j] - 2 * num[i] * num[j] * cross + num[j] ** 2 * den[i])
+    gain = np.where(ok, (num_i ** 2 * den_j - 2 * num_i * num_j * cross + num_j ** 2 * den_i)
                     / np.where(ok, det, 1.0), -1.0)
-    k = np.unravel_index(int(np.argmax(gain)), gain.shape)
-    best = float(gain[k])
+    row, col = np.unravel_index(int(np.argmax(gain)), gain.shape)
+    best = float(gain[row, col])
     rss = max(float(resid @ resid) - best, 1e-12 * df)
-    return (int(i[k]), int(j[k])), best / 2 / (rss / df), df, pairs
+    return (int(row), int(row + col + 1)), best / 2 / (rss / df), df, pairs
 
 
 #: the widest bump (``_best_pair``), in buckets: two days of hours
@@ -229,10 +231,10 @@ def _scan(y: Floats, design: Floats, alpha: float, max_changes: int) -> list[_Ch
     round the best single step, or when none is significant the best bump (two steps); then one
     pass that moves each step to its best place given the others (greedy picks can sit between two
     real changes)."""
-    from scipy import stats
+    from scipy import special  # the distributions' ufuncs: scipy.stats adds ~0.2 ms a call
 
     def p_of(t: float, df: float, candidates: int) -> float:
-        return min(1.0, 2 * float(stats.t.sf(abs(t), df)) * candidates)
+        return min(1.0, 2 * float(special.stdtr(df, -abs(t))) * candidates)
 
     steps: list[int] = []
     while len(steps) < max_changes:
@@ -245,7 +247,7 @@ def _scan(y: Floats, design: Floats, alpha: float, max_changes: int) -> list[_Ch
         if len(steps) + 2 > max_changes:
             break
         pair, f, df2, pairs = _best_pair(y, design, steps)
-        if pair[0] < 0 or min(1.0, float(stats.f.sf(f, 2, df2)) * pairs) >= alpha:
+        if pair[0] < 0 or min(1.0, float(special.fdtrc(2, df2, f)) * pairs) >= alpha:
             break
         steps.extend(pair)
     found = []
