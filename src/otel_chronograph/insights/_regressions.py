@@ -62,10 +62,10 @@ COLUMNS = ("operation", "change_at", "before_ms", "after_ms", "p_value")
 _HOUR_NS = 3_600_000_000_000
 _DAY_NS = 24 * _HOUR_NS
 Floats = NDArray[np.float64]
-#: how far (in buckets, either side) the span-level placement of a change looks (step 4)
+Ints = NDArray[np.int64]
+#: how far (buckets, and at least seconds, either side) the span-level placement looks (step 4)
 PLACE_BUCKETS = 4
 PLACE_S = 4 * 3600
-Ints = NDArray[np.int64]
 
 
 @dataclass
@@ -83,8 +83,8 @@ def _season_designs(start_ns: Ints, span_ns: int) -> list[Floats]:
     only, and "a step in the first period" fits exactly as well as "a step at the period boundary and
     a drop one period after the change". Hence hour of day from 3 days, hour of week from 21 days.
     A weekend level is offered whenever the window has weekend and weekday buckets: with one weekend
-    it cannot be told from a bump over exactly that weekend, and the weekend is the likelier story.
-    Hour of day x weekday/weekend (a weekday-only daily peak) from 8 days.
+    it cannot be told from a bump over exactly that weekend, and the weekend is the likelier story;
+    so is hour of day x weekday/weekend (a weekday-only daily peak), from 3 days. The BIC picks.
     """
     hours = start_ns // _HOUR_NS
     weekend = ((hours // 24 + 3) % 7 >= 5).astype(np.float64)
