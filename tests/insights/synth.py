@@ -3,15 +3,13 @@
 Latencies are log-normal per operation with daily and weekly seasonality in both traffic and
 latency; on top of that the generators plant what a detector must find (slow spans, step
 regressions) and decoys it must not report (seasonal peaks, a heavy-tailed operation, a noisy one,
-a low-traffic one, a transient spike, a speed-up). Records come from ``helpers.span``; ``fast_store``
-writes them with the production ``span_row`` but through one Arrow insert, because a DuckDB
-``executemany`` of 100k rows takes minutes.
+a low-traffic one, a transient spike, a speed-up). Records come from ``helpers.span``;
+``helpers.store`` writes them through the production ``span_row`` and ``insert_spans``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from otel_chronograph.engine import SpanRecord
-from otel_chronograph.insights._store import _SPAN_COLUMNS, open_store, span_row
+from otel_chronograph.insights._store import _SPAN_COLUMNS, open_store
 from tests.insights.helpers import EPOCH_NS, span
 
 HOUR = 3600.0
@@ -213,27 +211,6 @@ def regression_telemetry(seed: int = 2, days: float = 14) -> Telemetry:
 
 
 # --- writing ----------------------------------------------------------------------------------------
-
-def fast_store(path: Path | str, records: Iterable[SpanRecord],
-               label: str = "prod") -> duckdb.DuckDBPyConnection:
-    """A store at ``path`` holding ``records`` (production ``span_row``, one Arrow insert)."""
-    rows = [span_row(r, label) for r in records]
-    conn = open_store(str(path))
-    insert_rows(conn, rows)
-    return conn
-
-
-def insert_rows(conn: duckdb.DuckDBPyConnection, rows: Sequence[tuple[object, ...]]) -> None:
-    """Insert ``spans`` rows (``_SPAN_COLUMNS`` order) in one statement."""
-    if not rows:
-        return
-    cols = list(zip(*rows, strict=True))
-    batch = pa.table({name: list(col) for name, col in zip(_SPAN_COLUMNS, cols, strict=True)})
-    conn.register("_synth_batch", batch)
-    conn.execute(f"INSERT OR IGNORE INTO spans ({', '.join(_SPAN_COLUMNS)}) "
-                 f"SELECT {', '.join(_SPAN_COLUMNS)} FROM _synth_batch")
-    conn.unregister("_synth_batch")
-
 
 def bulk_store(path: Path | str, n_spans: int, seed: int = 3, days: float = 28) -> duckdb.DuckDBPyConnection:
     """A store of about ``n_spans`` spans over ``days`` (columns built in numpy, no SpanRecords):

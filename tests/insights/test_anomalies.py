@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from otel_chronograph.insights._anomalies import anomalies_command, find_anomalies, iso_utc
-from tests.insights.helpers import EPOCH_NS, span
-from tests.insights.synth import ANOMALY_OPS, LOW_TRAFFIC, Telemetry, anomaly_telemetry, fast_store
+from tests.insights.helpers import EPOCH_NS, span, store
+from tests.insights.synth import ANOMALY_OPS, LOW_TRAFFIC, Telemetry, anomaly_telemetry
 
 KEYS = {"trace_id", "span_id", "operation", "service", "span_name", "duration_ms", "baseline_ms", "score",
         "start"}
@@ -29,7 +29,7 @@ KEYS = {"trace_id", "span_id", "operation", "service", "span_name", "duration_ms
 def labelled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Telemetry]]:
     tel = anomaly_telemetry(seed=1)
     path = tmp_path_factory.mktemp("anomalies") / "store.duckdb"
-    fast_store(path, tel.records).close()
+    store(path, tel.records).close()
     yield path, tel
 
 
@@ -60,7 +60,7 @@ def test_precision_and_recall_on_labelled_telemetry(conn: duckdb.DuckDBPyConnect
 @pytest.mark.parametrize("seed", [2, 3])
 def test_precision_and_recall_other_seeds(tmp_path: Path, seed: int) -> None:
     tel = anomaly_telemetry(seed=seed)
-    c = fast_store(tmp_path / "s.duckdb", tel.records)
+    c = store(tmp_path / "s.duckdb", tel.records)
     precision, recall = precision_recall(find_anomalies(c), tel.anomalous)
     print(f"anomalies seed {seed}: precision {precision:.4f} recall {recall:.4f}")
     assert precision >= 0.95 and recall >= 0.95
@@ -133,13 +133,13 @@ def test_scale_invariance_and_monotone_threshold(spans: list[tuple[float, int]],
     def records(k: int) -> list[Any]:
         return [span("op", t, d * k, span_id=i + 1, trace=i + 1) for i, (t, d) in enumerate(spans)]
 
-    a = find_anomalies(fast_store(":memory:", records(1)))
-    b = find_anomalies(fast_store(":memory:", records(factor)))
+    a = find_anomalies(store(":memory:", records(1)))
+    b = find_anomalies(store(":memory:", records(factor)))
     assert [i["span_id"] for i in a] == [i["span_id"] for i in b]
     for x, y in zip(a, b, strict=True):
         assert x["score"] == pytest.approx(y["score"], abs=1e-9)
         assert y["baseline_ms"] == pytest.approx(x["baseline_ms"] * factor, rel=1e-9)
-    higher = find_anomalies(fast_store(":memory:", records(1)), threshold=6.0)
+    higher = find_anomalies(store(":memory:", records(1)), threshold=6.0)
     assert {i["span_id"] for i in higher} <= {i["span_id"] for i in a}
     assert all(i["score"] >= 4.0 for i in a)
 
@@ -157,7 +157,7 @@ def test_any_shape_of_data_gives_well_formed_items(ops: list[tuple[int, float, f
         ms = median * np.exp(rng.normal(0, sigma, n))
         records += [span(f"op{k}", float(t), float(d)) for t, d in zip(rng.uniform(0, history, n), ms,
                                                                        strict=True)]
-    items = find_anomalies(fast_store(":memory:", records), min_spans=2, min_bucket=2)
+    items = find_anomalies(store(":memory:", records), min_spans=2, min_bucket=2)
     assert all(set(i) == KEYS and i["score"] >= 4.0 and i["duration_ms"] >= i["baseline_ms"] for i in items)
     assert [i["score"] for i in items] == sorted((i["score"] for i in items), reverse=True)
 

@@ -21,13 +21,12 @@ from hypothesis import strategies as st
 from otel_chronograph.insights import _regressions
 from otel_chronograph.insights._anomalies import find_anomalies, iso_utc
 from otel_chronograph.insights._regressions import find_regressions, regressions_command
-from tests.insights.helpers import EPOCH_NS, span
+from tests.insights.helpers import EPOCH_NS, span, store
 from tests.insights.synth import (
     REGRESSION_OPS,
     Telemetry,
     anomaly_telemetry,
     bulk_store,
-    fast_store,
     regression_telemetry,
 )
 
@@ -43,7 +42,7 @@ def ns(iso: str) -> int:
 def labelled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Telemetry]]:
     tel = regression_telemetry(seed=2)
     path = tmp_path_factory.mktemp("regressions") / "store.duckdb"
-    fast_store(path, tel.records).close()
+    store(path, tel.records).close()
     yield path, tel
 
 
@@ -86,7 +85,7 @@ def test_planted_regressions_found_within_their_hour(conn: duckdb.DuckDBPyConnec
 @pytest.mark.parametrize("seed", [3, 4, 5, 6])
 def test_other_seeds(tmp_path: Path, seed: int) -> None:
     tel = regression_telemetry(seed=seed)
-    errors, false, missed = match(find_regressions(fast_store(tmp_path / "s.duckdb", tel.records)), tel)
+    errors, false, missed = match(find_regressions(store(tmp_path / "s.duckdb", tel.records)), tel)
     print(f"regressions seed {seed}: errors (min) {[round(e, 1) for e in errors]}, false {false}, "
           f"missed {missed}")
     assert missed == 0 and false == []
@@ -100,7 +99,7 @@ def test_no_false_regression_on_decoys(conn: duckdb.DuckDBPyConnection) -> None:
 
 def test_no_regression_in_telemetry_without_changes() -> None:
     """The anomaly data set (14 days, seasonal peaks, a heavy tail, 300 slow spans) has no change."""
-    assert find_regressions(fast_store(":memory:", anomaly_telemetry(seed=1).records)) == []
+    assert find_regressions(store(":memory:", anomaly_telemetry(seed=1).records)) == []
 
 
 def test_weekly_seasonality_is_what_the_model_removes(conn: duckdb.DuckDBPyConnection,
@@ -120,7 +119,7 @@ def spike_store(hours_up: int, recover: bool) -> duckdb.DuckDBPyConnection:
     ld = np.log(50) + rng.normal(0, 0.3, len(starts))
     up = (starts >= 40 * 3600) & ((starts < (40 + hours_up) * 3600) | (not recover))
     ld[up] += np.log(3)
-    return fast_store(":memory:", [span("GET /x", float(t), float(np.exp(v))) for t, v in zip(starts, ld,
+    return store(":memory:", [span("GET /x", float(t), float(np.exp(v))) for t, v in zip(starts, ld,
                                                                                           strict=True)])
 
 
@@ -271,6 +270,6 @@ def test_any_shape_of_data_gives_well_formed_items(ops: list[tuple[int, float, f
         starts = np.sort(rng.uniform(0, history, n))
         ms = median * np.exp(rng.normal(0, sigma, n)) * np.where(starts >= history / 2, factor, 1.0)
         records += [span(f"op{k}", float(t), float(d)) for t, d in zip(starts, ms, strict=True)]
-    items = find_regressions(fast_store(":memory:", records), min_spans=2, min_side_spans=2)
+    items = find_regressions(store(":memory:", records), min_spans=2, min_side_spans=2)
     for item in items:
         assert set(item) == KEYS and item["after_ms"] >= item["before_ms"] * 1.1 and item["p_value"] < 0.01

@@ -22,7 +22,7 @@ Everything is one DuckDB query (grouped medians), so a million spans take about 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -34,12 +34,7 @@ from ._store import db_option, open_store, prod_scope, window_options
 if TYPE_CHECKING:
     import duckdb
 
-__all__ = ["anomalies_command", "find_anomalies", "iso_utc", "open_reader", "with_db", "with_window"]
-
-_Decorator = Callable[[Callable[..., None]], Callable[..., None]]
-#: ``db_option()`` and ``window_options`` with a type, so mypy --strict accepts the commands
-with_db: _Decorator = db_option()
-with_window: _Decorator = window_options
+__all__ = ["anomalies_command", "find_anomalies", "iso_utc"]
 
 #: ns since the epoch -> hour index; the epoch was a Thursday, so +72 h makes hour-of-week 0 a Monday.
 HOUR_OF_WEEK_SQL = "((start_ns // 3600000000000) + 72) % 168"
@@ -95,23 +90,9 @@ def find_anomalies(conn: duckdb.DuckDBPyConnection, where: str = "label = 'prod'
             for t, s, op, svc, name, d, b, z, ns in rows]
 
 
-def open_reader(db: str) -> duckdb.DuckDBPyConnection:
-    """The store at ``db`` opened read-only; a missing file or one without spans is a one-line error."""
-    import duckdb
-
-    conn = open_store(db, read_only=True)
-    try:
-        conn.execute("SELECT 1 FROM spans LIMIT 0")
-    except duckdb.Error:
-        conn.close()
-        raise click.ClickException(f"{db}: not an insights store (no spans table); run "
-                                   "'chronograph insights ingest' first") from None
-    return conn
-
-
 @click.command("anomalies")
-@with_db
-@with_window
+@db_option()
+@window_options
 @click.option("--threshold", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True,
               help="Robust z score (log latency) at or above which a span is anomalous.")
 @click.option("--min-spans", type=click.IntRange(min=2), default=30, show_default=True,
@@ -121,7 +102,7 @@ def anomalies_command(db: str, since: str | None, until: str | None, threshold: 
                       as_json: bool) -> None:
     """Spans much slower than their operation's baseline for that hour of the week."""
     where, params = prod_scope(since, until)
-    conn = open_reader(db)
+    conn = open_store(db, read_only=True)
     try:
         items = find_anomalies(conn, where, params, threshold=threshold, min_spans=min_spans)
     finally:

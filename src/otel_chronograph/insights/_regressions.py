@@ -49,9 +49,9 @@ import click
 import numpy as np
 from numpy.typing import NDArray
 
-from ._anomalies import LOG_DURATION_SQL, iso_utc, open_reader, with_db, with_window
+from ._anomalies import LOG_DURATION_SQL, iso_utc
 from ._output import emit
-from ._store import prod_scope
+from ._store import db_option, open_store, prod_scope, window_options
 
 if TYPE_CHECKING:
     import duckdb
@@ -416,8 +416,8 @@ def _confirm(head: tuple[str, str, str], b: Ints, y: Floats, seasons: Floats, ch
 
 
 @click.command("regressions")
-@with_db
-@with_window
+@db_option()
+@window_options
 @click.option("--bucket-minutes", type=click.IntRange(1, 1440), default=60, show_default=True,
               help="Bucket width of the change-point scan.")
 @click.option("--min-ratio", type=click.FloatRange(min=1.0), default=1.10, show_default=True,
@@ -429,7 +429,7 @@ def regressions_command(db: str, since: str | None, until: str | None, bucket_mi
                         min_ratio: float, min_spans: int, as_json: bool) -> None:
     """Lasting latency step changes per operation (seasonality removed, significance tested)."""
     where, params = prod_scope(since, until)
-    conn = open_reader(db)
+    conn = open_store(db, read_only=True)
     try:
         items = find_regressions(conn, where, params, bucket_s=bucket_minutes * 60, min_ratio=min_ratio,
                                  min_spans=min_spans)
