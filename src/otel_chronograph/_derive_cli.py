@@ -55,6 +55,7 @@ def derive_command(paths: tuple[str, ...], config_path: str | None, fmt: str, db
 def _run(cfg: ChronographConfig, paths: tuple[str, ...], fmt: str, db: str | None) -> int:
     from .engine import Engine, TraceLaps
     from .sources import read_records
+    from .sources._files import MalformedInput
 
     deferred = []
     recorder = None
@@ -69,12 +70,7 @@ def _run(cfg: ChronographConfig, paths: tuple[str, ...], fmt: str, db: str | Non
     engine = Engine(cfg, deferred_sinks=deferred)
     laps = TraceLaps(engine)
     out = sys.stdout
-    errors = [0]
-
-    def on_error(name: str, line: int, reason: str) -> None:
-        errors[0] += 1
-        where = f"{name}:{line}" if line else name
-        click.echo(f"{where}: {reason}", err=True)
+    on_error = MalformedInput()
 
     def emit(traces: Any) -> None:
         for trace in traces:
@@ -91,9 +87,9 @@ def _run(cfg: ChronographConfig, paths: tuple[str, ...], fmt: str, db: str | Non
 
     engine.shutdown(Deadline(60.0))
     stats = laps.buffer.stats
-    if errors[0] or stats.forced or stats.dropped_spans:
+    if on_error.count or stats.forced or stats.dropped_spans:
         click.echo(f"chronograph derive: {engine.laps_derived} laps from {stats.spans} spans; "
-                   f"{errors[0]} malformed input(s); {stats.forced} trace(s) derived early at "
+                   f"{on_error.count} malformed input(s); {stats.forced} trace(s) derived early at "
                    f"laps.max_pending_traces; {stats.dropped_spans} span(s) over laps.max_spans_per_trace",
                    err=True)
-    return errors[0]
+    return on_error.count

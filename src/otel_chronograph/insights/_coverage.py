@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..sources._files import MalformedInput
 from ._output import emit
 from ._schema import operation
 from ._store import _utf8, db_option, open_store, prod_scope, window_options
@@ -113,11 +114,7 @@ def coverage_command(handlers_path: str, tests_paths: tuple[str, ...], as_json: 
                      since: str | None, until: str | None) -> None:
     """Declared handlers vs executed in production vs executed in test runs (exit 2: bad test input)."""
     handlers = read_handlers(handlers_path)
-    errors = [0]
-
-    def on_error(name: str, line: int, reason: str) -> None:
-        errors[0] += 1
-        click.echo(f"{name}:{line}: {reason}" if line else f"{name}: {reason}", err=True)
+    on_error = MalformedInput()
 
     ran = count_operations(tests_paths, on_error) if tests_paths else None
     where, params = prod_scope(since, until)
@@ -138,6 +135,6 @@ def coverage_command(handlers_path: str, tests_paths: tuple[str, ...], as_json: 
         if result["undeclared"]:
             click.echo("\nundeclared handlers seen in production:")
             emit(result["undeclared"], False, ("operation", "production"))
-    if errors[0]:
-        click.echo(f"chronograph insights coverage: {errors[0]} malformed input(s)", err=True)
+    if on_error.count:
+        click.echo(f"chronograph insights coverage: {on_error.count} malformed input(s)", err=True)
         sys.exit(2)

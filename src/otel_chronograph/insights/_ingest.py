@@ -24,7 +24,7 @@ from typing import IO, TYPE_CHECKING, Any
 import click
 
 from ..sources import OTLPError, read_records, records_from_json
-from ..sources._files import open_input
+from ..sources._files import MalformedInput, open_input
 from ._store import SpanRow, db_option, insert_laps, insert_spans, lap_row, open_store, span_row
 
 if TYPE_CHECKING:
@@ -260,10 +260,7 @@ def _ingest_file(conn: duckdb.DuckDBPyConnection, path: Path, label: str, on_err
 def ingest_paths(conn: duckdb.DuckDBPyConnection, paths: tuple[str, ...], label: str = "prod",
                  on_error: OnError | None = None, progress: bool = True) -> tuple[int, int]:
     """Ingest ``paths`` into ``conn``: (spans read, files read). ``on_error(file, line, reason)``."""
-    def report(name: str, line: int, reason: str) -> None:
-        click.echo(f"{name}:{line}: {reason}" if line else f"{name}: {reason}", err=True)
-
-    errors = on_error or report
+    errors = on_error or MalformedInput()
     files = _files(paths, errors)
     bar = _Progress(sum(f.stat().st_size for f in files), len(files)) if progress else None
     total = 0
@@ -330,15 +327,10 @@ def ingest_command(paths: tuple[str, ...], db: str, label: str, laps: bool, conf
     conn = open_store(db)
     try:
         conn.execute(f"SET memory_limit = '{_memory(memory_limit)}'")
-        malformed = [0]
-
-        def on_error(name: str, line: int, reason: str) -> None:
-            malformed[0] += 1
-            click.echo(f"{name}:{line}: {reason}" if line else f"{name}: {reason}", err=True)
-
+        malformed = MalformedInput()
         before = _count(conn)
         started = time.perf_counter()
-        spans, files = ingest_paths(conn, paths, label, on_error)
+        spans, files = ingest_paths(conn, paths, label, malformed)
         seconds = time.perf_counter() - started
         new = _count(conn) - before
         derived = derive_laps(conn, cfg, label) if cfg is not None else 0
@@ -346,9 +338,9 @@ def ingest_command(paths: tuple[str, ...], db: str, label: str, laps: bool, conf
         conn.close()
     rate = spans / seconds if seconds > 0 else 0.0
     click.echo(f"chronograph insights ingest: {spans:,} spans read ({new:,} new) from {files} file(s) in "
-               f"{seconds:.1f} s ({rate:,.0f} spans/s); {malformed[0]} malformed input(s)"
+               f"{seconds:.1f} s ({rate:,.0f} spans/s); {malformed.count} malformed input(s)"
                + (f"; {derived:,} laps derived" if cfg is not None else ""), err=True)
-    sys.exit(2 if malformed[0] else 0)
+    sys.exit(2 if malformed.count else 0)
 
 
 def _count(conn: duckdb.DuckDBPyConnection) -> int:

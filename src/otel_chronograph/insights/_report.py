@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..sources._files import MalformedInput
 from ._store import db_option, open_store, prod_scope, window_options
 
 if TYPE_CHECKING:
@@ -302,21 +303,17 @@ def report_command(html_path: str, json_path: str | None, traces: tuple[str, ...
         raise click.UsageError("--tests needs --handlers (the declared operations to cover)")
     spec = load_flow_spec(flows_path) if flows_path is not None else None
     handlers = test_ops = None
-    errors = [0]
+    on_error = MalformedInput()
     if handlers_path is not None:
         from ._coverage import count_operations, read_handlers
 
         handlers = read_handlers(handlers_path)
 
-        def on_error(name: str, line: int, reason: str) -> None:
-            errors[0] += 1
-            click.echo(f"{name}:{line}: {reason}" if line else f"{name}: {reason}", err=True)
 
         test_ops = count_operations(tests_paths, on_error) if tests_paths else None
     where, params = prod_scope(since, until)
     conn = open_store(db, read_only=True)
     try:
-        conn.execute("SET enable_progress_bar = false")  # the page is the output, not a bar per query
         report = build_report(conn, where, params, traces=traces, flow_spec=spec, handlers=handlers,
                               test_operations=test_ops, keys=keys)
     finally:
@@ -328,6 +325,6 @@ def report_command(html_path: str, json_path: str | None, traces: tuple[str, ...
     s = report["summary"]
     click.echo(f"{html_path}: {s['spans']} spans, {s['traces']} traces, {s['services']} services, "
                f"{len(report['waterfalls']['items'])} waterfalls", err=True)
-    if errors[0]:
-        click.echo(f"chronograph insights report: {errors[0]} malformed test input(s)", err=True)
+    if on_error.count:
+        click.echo(f"chronograph insights report: {on_error.count} malformed test input(s)", err=True)
         sys.exit(2)

@@ -18,9 +18,23 @@ from typing import IO
 from ..engine._records import SpanRecord
 from ._otlp import OTLPError, records_from_json, records_from_proto
 
-__all__ = ["OnError", "read_records"]
+__all__ = ["MalformedInput", "OnError", "read_records"]
 
 OnError = Callable[[str, int, str], None]
+
+
+class MalformedInput:
+    """An ``OnError`` for commands: prints ``file:line: reason`` (``file: reason`` for a whole file)
+    to stderr and counts, so the command can exit 2 at the end as ``chronograph derive`` does."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, name: str, line: int, reason: str) -> None:
+        import click
+
+        self.count += 1
+        click.echo(f"{name}:{line}: {reason}" if line else f"{name}: {reason}", err=True)
 
 _GZIP = b"\x1f\x8b"
 _ZSTD = b"\x28\xb5\x2f\xfd"
