@@ -33,13 +33,6 @@ def labelled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, T
     yield path, tel
 
 
-@pytest.fixture()
-def conn(labelled: tuple[Path, Telemetry]) -> Iterator[duckdb.DuckDBPyConnection]:
-    c = duckdb.connect(str(labelled[0]), read_only=True)
-    yield c
-    c.close()
-
-
 def precision_recall(items: list[dict[str, Any]], truth: set[str]) -> tuple[float, float]:
     flagged = {i["span_id"] for i in items}
     hits = len(flagged & truth)

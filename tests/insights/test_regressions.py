@@ -46,13 +46,6 @@ def labelled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, T
     yield path, tel
 
 
-@pytest.fixture()
-def conn(labelled: tuple[Path, Telemetry]) -> Iterator[duckdb.DuckDBPyConnection]:
-    c = duckdb.connect(str(labelled[0]), read_only=True)
-    yield c
-    c.close()
-
-
 def match(items: list[dict[str, Any]], tel: Telemetry) -> tuple[list[float], list[dict[str, Any]], int]:
     """(placement errors in minutes of matched planted changes, unmatched items, planted missed)."""
     planted = [(op, at, mult) for op, changes in tel.changes.items() for at, mult in changes]

@@ -6,13 +6,28 @@ before its figures mean anything (fewer and a p99 is just the maximum of a handf
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
 
 if TYPE_CHECKING:
     import duckdb
 
-__all__ = ["baselines"]
+__all__ = ["baselines", "budget_options"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def budget_options(margin_help: str) -> Callable[[F], F]:
+    """``--margin`` and ``--min-count``: how far above the learnt p99 a budget sits, and how much
+    traffic an operation needs before it gets one (``gen-tests`` and ``monitor`` alike)."""
+    def wrap(fn: F) -> F:
+        fn = click.option("--min-count", default=20, show_default=True, type=click.IntRange(min=1),
+                          help="Only operations with at least this many production spans.")(fn)
+        return click.option("--margin", default=1.5, show_default=True, type=click.FloatRange(min=1.0),
+                            help=margin_help)(fn)
+    return wrap
 
 
 def baselines(conn: duckdb.DuckDBPyConnection, where: str = "label = 'prod'",

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ._baselines import budget_options
 from ._output import emit
 from ._store import db_option, open_store, prod_scope, window_options
 
@@ -274,10 +275,7 @@ def plan(conn: duckdb.DuckDBPyConnection, where: str, params: Sequence[Any], mar
 @window_options
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False),
               help="Directory for the pytest files (created; one file per service and a conftest.py).")
-@click.option("--margin", default=1.5, show_default=True, type=click.FloatRange(min=1.0),
-              help="Latency budget = production p99 x margin.")
-@click.option("--min-count", default=20, show_default=True, type=click.IntRange(min=1),
-              help="Only operations with at least this many production spans.")
+@budget_options("Latency budget = production p99 x margin.")
 @click.option("--min-share", default=0.05, show_default=True, type=click.FloatRange(0.0, 1.0),
               help="Besides the most common child sequence, also accept those seen this often.")
 @click.option("--collapse-repeats", is_flag=True,

@@ -29,6 +29,7 @@ from typing import Any
 
 import click
 
+from ._baselines import budget_options
 from ._output import emit
 from ._store import db_option, open_store, prod_scope, window_options
 
@@ -280,10 +281,7 @@ def _write(path: str, text: str) -> None:
               help="Write the Prometheus alerting rules (YAML) here.")
 @click.option("--grafana-dashboard", "dashboard_path", default=None, type=click.Path(dir_okay=False),
               help="Also write a Grafana dashboard (JSON) here.")
-@click.option("--margin", default=1.5, show_default=True, type=click.FloatRange(min=1.0),
-              help="Alert above production p99 (and error rate) x margin.")
-@click.option("--min-count", default=20, show_default=True, type=click.IntRange(min=1),
-              help="Only operations with at least this many production spans.")
+@budget_options("Alert above production p99 (and error rate) x margin.")
 @click.option("--min-error-rate", default=0.01, show_default=True, type=click.FloatRange(0.0, 1.0),
               help="The error-rate threshold is never below this.")
 @click.option("--for", "for_", default="10m", show_default=True, callback=_duration,
