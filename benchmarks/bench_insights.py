@@ -66,8 +66,8 @@ def timed(argv: list[str]) -> tuple[float, float]:
 _DUCKDB_FLOOR = """
 import sys, duckdb
 duckdb.connect().execute('''SELECT count(*) FROM (SELECT unnest(s.spans) FROM (
-    SELECT unnest(r.scopeSpans) AS s FROM (SELECT unnest(resourceSpans) AS r FROM read_json(?, format='newline_delimited',
-    columns={'resourceSpans': 'STRUCT(scopeSpans STRUCT(spans STRUCT(traceId VARCHAR)[])[])[]'},
+    SELECT unnest(r.scopeSpans) AS s FROM (SELECT unnest(resourceSpans) AS r FROM read_json(?,
+    format='newline_delimited', columns={'resourceSpans': 'STRUCT(scopeSpans STRUCT(spans STRUCT(traceId VARCHAR)[])[])[]'},
     maximum_object_size=268435456))))''', [sys.argv[1]]).fetchall()
 """
 _PYTHON_FLOOR = """
