@@ -67,7 +67,8 @@ _DUCKDB_FLOOR = """
 import sys, duckdb
 duckdb.connect().execute('''SELECT count(*) FROM (SELECT unnest(s.spans) FROM (
     SELECT unnest(r.scopeSpans) AS s FROM (SELECT unnest(resourceSpans) AS r FROM read_json(?,
-    format='newline_delimited', columns={'resourceSpans': 'STRUCT(scopeSpans STRUCT(spans STRUCT(traceId VARCHAR)[])[])[]'},
+    format='newline_delimited',
+    columns={'resourceSpans': 'STRUCT(scopeSpans STRUCT(spans STRUCT(traceId VARCHAR)[])[])[]'},
     maximum_object_size=268435456))))''', [sys.argv[1]]).fetchall()
 """
 _PYTHON_FLOOR = """
