@@ -212,3 +212,23 @@ def test_laps_are_derived_from_whole_stored_traces_as_derive_does(tmp_path: Path
     for (*_, sectors), w in zip(got, want, strict=True):  # stored by name, the response shape by position
         assert {f"s{i}_{k}": v for i, (k, v) in enumerate(json.loads(sectors).items(), start=1)} == w[4]
     assert len(got) == 3
+
+
+def test_a_terminal_gets_a_progress_bar_and_a_pipe_one_line_per_file(tmp_path: Path) -> None:
+    import os
+    import re
+
+    from tests.terminal import run_in_pty
+
+    src = write_lines(tmp_path / "a.json", _sample_docs())
+    size = f"{src.stat().st_size / 1000:.1f}"
+    argv = [sys.executable, "-c", "from otel_chronograph._cli import main; main()", "insights", "ingest",
+            str(src), "--db", str(tmp_path / "s.duckdb")]
+    code, shown = run_in_pty(argv, env=os.environ)
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown)
+    assert code == 0, shown
+    assert "ingest 1 file(s)" in plain and f"{size}/{size} kB" in plain and "6 spans" in plain, plain
+    assert f"ingest: {src}" not in plain  # the bar, not the per-file lines
+    piped = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert piped.returncode == 0
+    assert f"ingest: {src}: 6 spans" in piped.stderr and "\x1b" not in piped.stderr
