@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ._schema import NEW_SPANS
+
 if TYPE_CHECKING:
     import duckdb
 
@@ -71,20 +73,23 @@ WITH docs AS (
                    maximum_object_size = 268435456)),
 bad AS (SELECT count(*) FILTER (WHERE NOT ok) AS n FROM docs),
 r AS (SELECT unnest(rs) AS r FROM docs WHERE ok),
-s AS (SELECT r.resource.attributes AS res, unnest(r.scopeSpans) AS sc FROM r),
-x AS (SELECT res, unnest(sc.spans) AS x FROM s),
+-- a resource's JSON and service name once per resource, not once per span
+res AS (SELECT chrono_attrs(r.resource.attributes) AS resource,
+               coalesce(nullif(json_extract_string(chrono_value(list_filter(
+                   coalesce(r.resource.attributes, []), lambda kv: kv.key = 'service.name')[1].value), '$'),
+                   ''), 'unknown_service') AS service, r.scopeSpans AS scopes FROM r),
+s AS (SELECT resource, service, unnest(scopes) AS sc FROM res),
+x AS (SELECT resource, service, unnest(sc.spans) AS x FROM s),
 rows AS (
     SELECT chrono_id(x.traceId, 16) AS trace_id, chrono_id(x.spanId, 8) AS span_id,
            chrono_id(x.parentSpanId, 8) AS parent_id, coalesce(x.flags, 0) AS flags,
-           coalesce(nullif(json_extract_string(chrono_value(list_filter(
-               coalesce(res, []), lambda kv: kv.key = 'service.name')[1].value), '$'), ''),
-               'unknown_service') AS service,
+           service,
            coalesce(x.name, '') AS name, chrono_kind(x.kind) AS kind,
            CAST(coalesce(nullif(x.startTimeUnixNano, ''), '0') AS BIGINT) AS start_ns,
            CAST(coalesce(nullif(x.endTimeUnixNano, ''), '0') AS BIGINT) AS end_raw,
            coalesce(CAST(x.status.code AS VARCHAR) IN ('2', '"STATUS_CODE_ERROR"'), false) AS error,
            x.status.message AS message, chrono_attrs(x.attributes) AS attributes,
-           chrono_attrs(res) AS resource,
+           resource,
            to_json(list_transform(coalesce(x.events, []),
                lambda e: {{'name': coalesce(e.name, ''),
                           'time_ns': CAST(coalesce(nullif(e.timeUnixNano, ''), '0') AS BIGINT),
@@ -108,8 +113,8 @@ _CHECK = """SELECT count(*),
                    max(bad_docs)
             FROM chrono_staged"""
 
-_INSERT = """INSERT OR IGNORE INTO spans BY NAME
-             SELECT * EXCLUDE (bad_docs) FROM chrono_staged"""
+_INSERT = ("INSERT INTO spans BY NAME SELECT * EXCLUDE (bad_docs) FROM "
+           f"({NEW_SPANS.format(source='chrono_staged')})")
 
 
 class ChunkRefused(Exception):

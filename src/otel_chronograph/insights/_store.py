@@ -15,7 +15,7 @@ import click
 
 from .._lap import Lap
 from ..engine import SpanRecord
-from ._schema import DEFAULT_DB, TABLES, operation
+from ._schema import DEFAULT_DB, NEW_SPANS, TABLES, operation
 
 if TYPE_CHECKING:
     import duckdb
@@ -92,17 +92,18 @@ def span_row(record: SpanRecord, label: str = "prod") -> SpanRow:
 
 def insert_spans(conn: duckdb.DuckDBPyConnection, rows: Iterable[SpanRow]) -> None:
     """Insert rows; a (trace_id, span_id) already stored is left as it is (ingest is idempotent)."""
-    _insert(conn, "spans", _SPAN_COLUMNS, list(rows), "IGNORE")
+    _insert(conn, "spans", _SPAN_COLUMNS, list(rows))
 
 
 def insert_laps(conn: duckdb.DuckDBPyConnection, rows: Iterable[SpanRow]) -> None:
     """Insert lap rows; a lap derived again (more of its trace arrived) replaces the earlier one."""
-    _insert(conn, "laps", _LAP_COLUMNS, list(rows), "REPLACE")
+    _insert(conn, "laps", _LAP_COLUMNS, list(rows))
 
 
-def _insert(conn: duckdb.DuckDBPyConnection, table: str, columns: Sequence[str], rows: list[SpanRow],
-            conflict: str) -> None:
-    """Rows go in as one Arrow table (DuckDB's executemany is row by row: 50x slower)."""
+def _insert(conn: duckdb.DuckDBPyConnection, table: str, columns: Sequence[str], rows: list[SpanRow]
+            ) -> None:
+    """Rows go in as one Arrow table (DuckDB's executemany is row by row: 50x slower); spans only
+    when new, laps replacing the lap derived before (its primary key)."""
     if not rows:
         return
     import pyarrow as pa
@@ -111,8 +112,9 @@ def _insert(conn: duckdb.DuckDBPyConnection, table: str, columns: Sequence[str],
     batch = pa.table({name: list(column) for name, column in zip(columns, values, strict=True)})
     conn.register("chrono_batch", batch)
     try:
-        conn.execute(f"INSERT OR {conflict} INTO {table} ({', '.join(columns)}) "
-                     f"SELECT {', '.join(columns)} FROM chrono_batch")
+        source = NEW_SPANS.format(source="chrono_batch") if table == "spans" else "SELECT * FROM chrono_batch"
+        conn.execute(f"INSERT {'' if table == 'spans' else 'OR REPLACE '}INTO {table} ({', '.join(columns)}) "
+                     f"SELECT {', '.join(columns)} FROM ({source})")
     finally:
         conn.unregister("chrono_batch")
 
