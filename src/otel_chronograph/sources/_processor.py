@@ -80,7 +80,8 @@ class ChronographProcessor(SpanProcessor):
             # The same stage install() builds (otel_chronograph._setup), for direct construction.
             from .._metrics import LapMetrics
 
-            self.engine.deferred.sinks.insert(0, LapMetrics(meter_provider))
+            metrics = LapMetrics(meter_provider)
+            (self.engine.deferred.sinks if metrics.deferred else self.engine.sinks).insert(0, metrics)
         if (metrics_enabled if health is None else health) and cfg.enabled:
             self._register_health(meter_provider)
         self._shutdown = False
