@@ -253,6 +253,73 @@ def _splits(tree: _Tree) -> tuple[list[str], dict[str, int], int]:
     return names, sectors_ns, (r_end - r_start) - union_ns(covered)
 
 
+_Shares = tuple[list[str], dict[str, int], int, dict[str, int], int, dict[int, SpanRecord]]
+
+
+def _flat(root_id: int, r_start: int, r_end: int, spans: Sequence[SpanRecord],
+          sector_of: Callable[[SpanRecord], str | None]) -> _Shares | None:
+    """Steps 1-4 at once for the common lap, every span a direct child of the root (no parent chain to
+    walk, each window is the span clipped to the lap): (sector names, sector unions, other time,
+    critical-path time per sector, critical-path other time, spans by id); None for any other shape,
+    which the general steps handle. Same integers as the general steps (tests/core/test_properties.py).
+    """
+    span_of: dict[int, SpanRecord] = {}
+    first_start: dict[str, int] = {}
+    per_sector: dict[str, list[tuple[int, int]]] = {}
+    covered: list[tuple[int, int]] = []
+    kids: list[tuple[int, int, int, str | None]] = []  # (window end, id, window start, sector)
+    for s in spans:
+        sid = s.span_id
+        if sid == root_id or sid in span_of:
+            continue
+        p = s.parent_id
+        if p != root_id and p is not None:
+            return None
+        span_of[sid] = s
+        st = s.start_time or r_start
+        en = s.end_time or st
+        name = sector_of(s)
+        a = st if st > r_start else r_start
+        b = en if en < r_end else r_end
+        if b > a:
+            kids.append((b, sid, a, name))
+            if name is not None:
+                covered.append((a, b))
+                intervals = per_sector.get(name)
+                if intervals is None:
+                    per_sector[name] = [(a, b)]
+                else:
+                    intervals.append((a, b))
+        if name is not None:
+            first = first_start.get(name)
+            if first is None or st < first:
+                first_start[name] = st
+    names = sorted(first_start, key=lambda n: (first_start[n], n)) if len(first_start) > 1 else [
+        *first_start]
+    sectors_ns = {n: union_ns(per_sector[n]) if n in per_sector else 0 for n in names}
+    other_ns = (r_end - r_start) - union_ns(covered)
+    # Jaeger's critical path over leaves: the last-finishing child (ties: by id), then the last one
+    # ending before its start, and so on; the root's own time between them is outside any sector.
+    cp_ns: dict[str, int] = {}
+    cp_other = 0
+    cursor = r_end
+    if len(kids) > 1:
+        kids.sort(reverse=True)  # by (end, id): ids are unique, so the sort never compares further
+    for b, _, a, name in kids:
+        if b > cursor:
+            continue
+        if cursor > b:
+            cp_other += cursor - b
+        if name is None:
+            cp_other += b - a
+        else:
+            cp_ns[name] = cp_ns.get(name, 0) + (b - a)
+        cursor = a
+    if cursor > r_start:
+        cp_other += cursor - r_start
+    return names, sectors_ns, other_ns, cp_ns, cp_other, span_of
+
+
 def _critical_shares(tree: _Tree) -> tuple[dict[str, int], int]:
     """Step 4: the critical path's time per sector, and the part outside any sector."""
     cp_ns: dict[str, int] = {}
@@ -359,10 +426,15 @@ class Deriver:
         r_start, r_end = root.start_time, root.end_time
         if r_end < r_start:
             r_end = r_start
-        tree = _Tree(root_id, r_start, r_end)
-        _inherit(tree, _index(tree, spans, self.sector_of))
-        names, sectors_ns, other_ns = _splits(tree)
-        cp_ns, cp_other = _critical_shares(tree)
+        shares = _flat(root_id, r_start, r_end, spans, self.sector_of)
+        tree: _Tree | None = None
+        if shares is None:
+            tree = self._tree(root_id, r_start, r_end, spans)
+            names, sectors_ns, other_ns = _splits(tree)
+            cp_ns, cp_other = _critical_shares(tree)
+            span_of = tree.span_of
+        else:
+            names, sectors_ns, other_ns, cp_ns, cp_other, span_of = shares
         cmd, tier, customer, score, session = self._identify(root, command, context)
 
         # Step 6: status.
@@ -374,13 +446,14 @@ class Deriver:
         if error and self._status.on_error != "time":
             status = self._status.on_error
         if error and not error_message:
-            error_message = _exception_message(root, tree.span_of.values())
+            error_message = _exception_message(root, span_of.values())
 
         timeline: list[tuple[list[LapEvent], list[SectorSpan]]] = []
 
         def build() -> tuple[list[LapEvent], list[SectorSpan]]:
             if not timeline:
-                timeline.append(self._timeline(root, tree))
+                full = tree if tree is not None else self._tree(root_id, r_start, r_end, spans)
+                timeline.append(self._timeline(root, full))
             return timeline[0]
 
         service = root.resource.get("service.name") if root.resource else None
@@ -409,9 +482,15 @@ class Deriver:
             error_message=error_message,
             session_id=session,
             service_name=str(service) if service else None,
-            span_count=len(tree.span_of) + 1,
+            span_count=len(span_of) + 1,
             truncated=truncated,
         )
+
+    def _tree(self, root_id: int, r_start: int, r_end: int, spans: Sequence[SpanRecord]) -> _Tree:
+        """Steps 1-2: spans indexed, sectors inherited, windows clipped."""
+        tree = _Tree(root_id, r_start, r_end)
+        _inherit(tree, _index(tree, spans, self.sector_of))
+        return tree
 
     def _timeline(self, root: SpanRecord, tree: _Tree) -> tuple[list[LapEvent], list[SectorSpan]]:
         """Span rows (clipped to the lap) and span events in time order, for timelines and flamegraphs."""
