@@ -98,7 +98,30 @@ def _record_public(span: ReadableSpan) -> SpanRecord:
 
 
 def annotated_copy(root: ReadableSpan, extra: Mapping[str, Any]) -> ReadableSpan:
-    """A frozen span can't take attributes, so exporters get a copy of the root with ``extra`` added."""
+    """A frozen span can't take attributes, so exporters get a copy of the root with ``extra`` added.
+
+    The ended root never changes again, so the copy shares its events and links (the SDK's bounded
+    lists, which keep their dropped counts) instead of the tuples the public properties build.
+    """
+    try:
+        attrs = root._attributes
+        inner = attrs._dict if attrs is not None else EMPTY  # type: ignore[attr-defined]
+        fields = (root._name, root._context, root._parent, root._resource, root._events, root._links,
+                  root._kind, root._status, root._start_time, root._end_time,
+                  root._instrumentation_scope)
+    except AttributeError:  # not the SDK's span layout: the public API
+        return _annotated_public(root, extra)
+    if not isinstance(inner, dict):
+        return _annotated_public(root, extra)
+    name, context, parent, resource, events, links, kind, status, start, end, scope = fields
+    return ReadableSpan(
+        name=name, context=context, parent=parent, resource=resource, attributes={**inner, **extra},
+        events=events, links=links, kind=kind, status=status, start_time=start, end_time=end,
+        instrumentation_scope=scope,
+    )
+
+
+def _annotated_public(root: ReadableSpan, extra: Mapping[str, Any]) -> ReadableSpan:
     attrs = dict(attributes_of(root))
     attrs.update(extra)
     return ReadableSpan(
