@@ -155,11 +155,14 @@ class ChronographProcessor(SpanProcessor):
                 ctx = span.context
                 if ctx is not None:
                     parent = span.parent
-                    self._assembler.start(
-                        ctx.span_id, parent.span_id if parent is not None else None,
-                        parent is not None and parent.is_remote, span.name, span.kind, attributes_of(span),
-                        resource_attributes(span.resource) if self._rules_read_resource else EMPTY,
-                        (lambda: baggage.get_all(parent_context)) if self._baggage else None)
+                    attrs = attributes_of(span)
+                    if parent is None or parent.is_remote or not self._assembler.start_child(
+                            ctx.span_id, parent.span_id, attrs):
+                        self._assembler.start(
+                            ctx.span_id, parent.span_id if parent is not None else None,
+                            parent is not None and parent.is_remote, span.name, span.kind, attrs,
+                            resource_attributes(span.resource) if self._rules_read_resource else EMPTY,
+                            (lambda: baggage.get_all(parent_context)) if self._baggage else None)
             except Exception:
                 self.engine.failures[0] += 1
                 log_once("on_start", "chronograph failed to track a span; it is exported unchanged")

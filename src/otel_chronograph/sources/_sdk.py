@@ -78,7 +78,7 @@ def record_of(span: ReadableSpan) -> SpanRecord:
     return SpanRecord(
         ctx.trace_id if ctx is not None else 0, ctx.span_id if ctx is not None else 0,
         parent.span_id if parent is not None else None, name, kind, start, end,
-        inner if isinstance(inner, dict) else attributes_of(span), events or (), error,
+        inner if isinstance(inner, dict) else attributes_of(span), () if events is None else events, error,
         status.description if error else None, resource_attributes(resource),
         parent.is_remote if parent is not None else None, span)
 
