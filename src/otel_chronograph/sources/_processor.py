@@ -29,7 +29,7 @@ from ..engine._derive import lap_attributes
 from ..engine._engine import Engine
 from ..engine._records import EMPTY
 from ..engine._rules import compile_lap_rules
-from ._sdk import annotated_copy, attributes_of, record_of, resource_attributes
+from ._sdk import annotated_copy, record_of, resource_attributes, start_fields
 
 __all__ = ["ChronographProcessor"]
 
@@ -152,12 +152,9 @@ class ChronographProcessor(SpanProcessor):
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         if self._enabled:
             try:
-                ctx = span.context
-                if ctx is not None:
-                    parent = span.parent
-                    attrs = attributes_of(span)
-                    if parent is None or parent.is_remote or not self._assembler.start_child(
-                            ctx.span_id, parent.span_id, attrs):
+                ctx, parent, attrs = start_fields(span)
+                if ctx is not None and (parent is None or parent.is_remote or not self._assembler.start_child(
+                        ctx.span_id, parent.span_id, attrs)):
                         self._assembler.start(
                             ctx.span_id, parent.span_id if parent is not None else None,
                             parent is not None and parent.is_remote, span.name, span.kind, attrs,
@@ -170,28 +167,35 @@ class ChronographProcessor(SpanProcessor):
             p.on_start(span, parent_context=parent_context)
 
     def on_end(self, span: ReadableSpan) -> None:
-        if not self._enabled or span.context is None:
-            self._forward(span)
-            return
-        try:
-            held, completed = self._end(span)
-        except Exception:
-            self.engine.failures[0] += 1
-            log_once("on_end", "chronograph failed to assemble a span; it is exported unchanged")
-            held, completed = False, []
+        held = False
+        completed: list[Completed] = []
+        if self._enabled:
+            try:
+                record = record_of(span)
+                if record.span_id:  # 0: no span context, nothing to track
+                    held, completed = self._assembler.end(record)
+                    if self._grace:
+                        self._expire(completed)
+            except Exception:
+                self.engine.failures[0] += 1
+                log_once("on_end", "chronograph failed to assemble a span; it is exported unchanged")
+                held, completed = False, []
         if not held:
-            self._forward(span)
+            for p in self._next:
+                p.on_end(span)
+        if completed:
+            self._finish_ended(completed)
+
+    def _finish_ended(self, completed: list[Completed]) -> None:
+        """The laps an ended span completed (a subclass may add to them first)."""
         for c in completed:
             self._finish(c)
 
-    def _end(self, span: ReadableSpan) -> tuple[bool, list[Completed]]:
+    def _expire(self, completed: list[Completed]) -> None:
         asm = self._assembler
-        held, completed = asm.end(record_of(span))
-        if self._grace:
-            completed.extend(asm.expire())
-            if asm.has_waiting():
-                self._sweeper.wake()
-        return held, completed
+        completed.extend(asm.expire())
+        if asm.has_waiting():
+            self._sweeper.wake()
 
     def _forward(self, span: ReadableSpan) -> None:
         for p in self._next:

@@ -17,7 +17,7 @@ from opentelemetry.trace import StatusCode
 
 from ..engine._records import EMPTY, SpanRecord
 
-__all__ = ["annotated_copy", "attributes_of", "record_of", "resource_attributes"]
+__all__ = ["annotated_copy", "attributes_of", "record_of", "resource_attributes", "start_fields"]
 
 _ERROR = StatusCode.ERROR
 
@@ -35,23 +35,37 @@ def attributes_of(span: Any) -> Mapping[str, Any]:
     return span.attributes or EMPTY
 
 
+def start_fields(span: Any) -> tuple[Any, Any, Mapping[str, Any]]:
+    """(context, parent context, attributes) of a starting span, read in one call."""
+    try:
+        return span._context, span._parent, span._attributes._dict
+    except AttributeError:  # not the SDK's span layout (or no attributes): the public API
+        return span.context, span.parent, attributes_of(span)
+
+
 _resources: dict[int, tuple[Resource, Mapping[str, Any]]] = {}
+_last_resource: tuple[Resource | None, Mapping[str, Any]] = (None, EMPTY)
 
 
 def resource_attributes(resource: Resource | None) -> Mapping[str, Any]:
     """The resource's attributes as one shared plain dict per resource object (a process has one or
     two; the identity of the dict is what tells the engine two spans came from the same process)."""
+    global _last_resource
     if resource is None:
         return EMPTY
+    last = _last_resource
+    if last[0] is resource:
+        return last[1]
     hit = _resources.get(id(resource))
     if hit is not None and hit[0] is resource:
+        _last_resource = hit
         return hit[1]
     attrs = _plain(getattr(resource, "_attributes", None))
     if attrs is None:
         attrs = dict(resource.attributes)
     if len(_resources) > 64:  # resources are few; never let a pathological app grow this
         _resources.clear()
-    _resources[id(resource)] = (resource, attrs)
+    _resources[id(resource)] = _last_resource = (resource, attrs)
     return attrs
 
 
@@ -79,7 +93,8 @@ def record_of(span: ReadableSpan) -> SpanRecord:
         ctx.trace_id if ctx is not None else 0, ctx.span_id if ctx is not None else 0,
         parent.span_id if parent is not None else None, name, kind, start, end,
         inner if isinstance(inner, dict) else attributes_of(span), () if events is None else events, error,
-        status.description if error else None, resource_attributes(resource),
+        status.description if error else None,
+        last[1] if (last := _last_resource)[0] is resource else resource_attributes(resource),
         parent.is_remote if parent is not None else None, span)
 
 
