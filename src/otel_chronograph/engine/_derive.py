@@ -345,6 +345,36 @@ def _number(value: Any) -> float | None:
         return None
 
 
+class _Timeline:
+    """A lap's events and span rows, built on first use (the span tree too, after the fast path)."""
+
+    __slots__ = ("built", "deriver", "root", "spans", "tree")
+
+    def __init__(self, deriver: Deriver, root: SpanRecord, spans: Sequence[SpanRecord],
+                 tree: _Tree | None) -> None:
+        self.deriver = deriver
+        self.root = root
+        self.spans = spans
+        self.tree = tree
+        self.built: tuple[list[LapEvent], list[SectorSpan]] | None = None
+
+    def _build(self) -> tuple[list[LapEvent], list[SectorSpan]]:
+        built = self.built
+        if built is None:
+            root, tree = self.root, self.tree
+            if tree is None:
+                r_end = root.end_time if root.end_time > root.start_time else root.start_time
+                tree = self.deriver._tree(root.span_id, root.start_time, r_end, self.spans)
+            built = self.built = self.deriver._timeline(root, tree)
+        return built
+
+    def events(self) -> list[LapEvent]:
+        return self._build()[0]
+
+    def rows(self) -> list[SectorSpan]:
+        return self._build()[1]
+
+
 class Deriver:
     """Holds what the config fixes (rules, thresholds, rate card) so each derivation is just arithmetic."""
 
@@ -356,6 +386,8 @@ class Deriver:
         self._tiers = dict(billing.tiers)
         self._rates = dict(billing.rates)
         self._default_rate = billing.default_rate
+        # One Decimal per (command, tier): the same object each lap, so its text is formatted once.
+        self._costs: dict[tuple[str, str], Decimal] = {}
         self._default_tier = billing.default_tier
         self._unknown_tier = billing.unknown_tier_multiplier
         self._max_events = config.recorder.max_events_per_lap
@@ -367,16 +399,23 @@ class Deriver:
             ("session", compile_identity(ident.session))) if rule is not None}
 
     def cost(self, command: str, tier: str) -> Decimal:
-        rate = self._rates.get(command, self._default_rate)
-        multiplier = self._tiers.get(tier, self._unknown_tier)
-        return rate * multiplier
+        key = (command, tier)
+        cost = self._costs.get(key)
+        if cost is None:
+            rate = self._rates.get(command, self._default_rate)
+            multiplier = self._tiers.get(tier, self._unknown_tier)
+            cost = rate * multiplier
+            if len(self._costs) >= _MAX_CACHED:  # commands come from the application: bounded
+                self._costs.clear()
+            self._costs[key] = cost
+        return cost
 
     def sector_of(self, span: SpanRecord) -> str | None:
         attrs = span.attributes
         if attrs:
             explicit = attrs.get(SECTOR_ATTR)
             if explicit is not None:
-                return str(first_value(explicit))
+                return explicit if explicit.__class__ is str else str(first_value(explicit))
         if self._has_sector_rules:
             return self._sector_for(span.name, span.kind, attrs, span.resource)
         return None
@@ -386,28 +425,39 @@ class Deriver:
         """Step 5: command, tier, customer, score, session: code's attributes, then the lap rule's
         command, then identity rules (span attributes, resource, baggage), then defaults."""
         attrs = root.attributes
-        found: dict[str, Any] = {}
+        found: Mapping[str, Any] = EMPTY
         if self._identity:
+            found = {}
             resource, baggage = root.resource, context or EMPTY
             for key, lookup in self._identity.items():
                 value = lookup(attrs, resource, baggage)
                 if value is not None:
                     found[key] = value
-        explicit = attrs.get("chronograph.command")
+        get = attrs.get
+        explicit = get("chronograph.command")
         if explicit:
-            command = str(first_value(explicit))
+            command = explicit if explicit.__class__ is str else str(first_value(explicit))
         elif rule_command is not None:
             command = rule_command
         elif "command" in found:
             command = str(found["command"])
         else:
             command = command_from_attributes(root.name, attrs)
-        tier_attr = attrs.get("chronograph.tier", found.get("tier"))
-        tier = str(first_value(tier_attr)) if tier_attr is not None else self._default_tier
-        customer = attrs.get("chronograph.customer", found.get("customer"))
-        score = _number(first_value(attrs.get("chronograph.score", found.get("score"))))
-        session = attrs.get("session.id", found.get("session"))
-        return (command, tier, str(first_value(customer)) if customer is not None else None, score,
+        if found:
+            tier_attr, customer, score_attr, session = (
+                get("chronograph.tier", found.get("tier")),
+                get("chronograph.customer", found.get("customer")),
+                get("chronograph.score", found.get("score")), get("session.id", found.get("session")))
+        else:
+            tier_attr, customer, score_attr, session = (
+                get("chronograph.tier"), get("chronograph.customer"), get("chronograph.score"),
+                get("session.id"))
+        if tier_attr is None:
+            tier = self._default_tier
+        else:
+            tier = tier_attr if tier_attr.__class__ is str else str(first_value(tier_attr))
+        return (command, tier, str(first_value(customer)) if customer is not None else None,
+                _number(first_value(score_attr)) if score_attr is not None else None,
                 str(first_value(session)) if session is not None else None)
 
     def derive(
@@ -448,14 +498,7 @@ class Deriver:
         if error and not error_message:
             error_message = _exception_message(root, span_of.values())
 
-        timeline: list[tuple[list[LapEvent], list[SectorSpan]]] = []
-
-        def build() -> tuple[list[LapEvent], list[SectorSpan]]:
-            if not timeline:
-                full = tree if tree is not None else self._tree(root_id, r_start, r_end, spans)
-                timeline.append(self._timeline(root, full))
-            return timeline[0]
-
+        timeline = _Timeline(self, root, spans, tree)
         service = root.resource.get("service.name") if root.resource else None
         hex_id = _hex_span(root_id)
         return Lap(
@@ -477,8 +520,8 @@ class Deriver:
             customer=customer,
             score=score,
             cost=self.cost(cmd, tier),  # step 7: price
-            events=Lazy(lambda: build()[0]),
-            spans=Lazy(lambda: build()[1]),
+            events=Lazy(timeline.events),
+            spans=Lazy(timeline.rows),
             error_message=error_message,
             session_id=session,
             service_name=str(service) if service else None,
@@ -559,6 +602,34 @@ class Deriver:
         return value
 
 
+_MAX_CACHED = 4096
+_cost_texts: dict[int, tuple[Decimal, str]] = {}
+_sector_keys: dict[str, str] = {}
+
+
+def cost_text(cost: Decimal) -> str:
+    """``format(cost, "f")`` (about 1 µs), remembered per Decimal object (keyed by identity: equal
+    Decimals can print differently, 1.0 and 1.00)."""
+    hit = _cost_texts.get(id(cost))
+    if hit is not None and hit[0] is cost:
+        return hit[1]
+    text = format(cost, "f")
+    if len(_cost_texts) >= _MAX_CACHED:
+        _cost_texts.clear()
+    _cost_texts[id(cost)] = (cost, text)
+    return text
+
+
+def _sector_key(name: str) -> str:
+    key = _sector_keys.get(name)
+    if key is None:
+        key = f"chronograph.sector.{name}.ms"
+        if len(_sector_keys) >= _MAX_CACHED:
+            _sector_keys.clear()
+        _sector_keys[name] = key
+    return key
+
+
 def lap_attributes(lap: Lap) -> dict[str, Any]:
     """The ``chronograph.*`` attributes the exported lap span carries."""
     out: dict[str, Any] = {
@@ -567,14 +638,14 @@ def lap_attributes(lap: Lap) -> dict[str, Any]:
         "chronograph.lap_ms": lap.lap_ms,
         "chronograph.other_ms": lap.other_ms,
         "chronograph.status": lap.status,
-        "chronograph.cost": format(lap.cost, "f"),
+        "chronograph.cost": cost_text(lap.cost),
         "chronograph.request_id": lap.request_id,
         "chronograph.tier": lap.tier,
     }
     if lap.customer is not None:
         out["chronograph.customer"] = lap.customer
     for name, ms in lap.sectors.items():
-        out[f"chronograph.sector.{name}.ms"] = ms
+        out[_sector_key(name)] = ms
     if lap.error:
         out["chronograph.error"] = True
     return out
