@@ -346,26 +346,33 @@ def _number(value: Any) -> float | None:
 
 
 class _Timeline:
-    """A lap's events and span rows, built on first use (the span tree too, after the fast path)."""
+    """A lap's events and span rows, built on first use (the span tree too, after the fast path).
 
-    __slots__ = ("built", "deriver", "root", "spans", "tree")
+    Once built, it lets go of the spans: a lap kept by a sink (the flight recorder keeps thousands)
+    then holds its timeline, not every span record and SDK span it was derived from.
+    """
+
+    __slots__ = ("built", "deriver", "source")
 
     def __init__(self, deriver: Deriver, root: SpanRecord, spans: Sequence[SpanRecord],
                  tree: _Tree | None) -> None:
         self.deriver = deriver
-        self.root = root
-        self.spans = spans
-        self.tree = tree
+        self.source: tuple[SpanRecord, Sequence[SpanRecord], _Tree | None] | None = (root, spans, tree)
         self.built: tuple[list[LapEvent], list[SectorSpan]] | None = None
 
     def _build(self) -> tuple[list[LapEvent], list[SectorSpan]]:
         built = self.built
         if built is None:
-            root, tree = self.root, self.tree
+            source = self.source
+            if source is None:  # built by another thread meanwhile (it sets ``built`` first)
+                assert self.built is not None
+                return self.built
+            root, spans, tree = source
             if tree is None:
                 r_end = root.end_time if root.end_time > root.start_time else root.start_time
-                tree = self.deriver._tree(root.span_id, root.start_time, r_end, self.spans)
+                tree = self.deriver._tree(root.span_id, root.start_time, r_end, spans)
             built = self.built = self.deriver._timeline(root, tree)
+            self.source = None
         return built
 
     def events(self) -> list[LapEvent]:
