@@ -152,14 +152,13 @@ class ChronographProcessor(SpanProcessor):
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         if self._enabled:
             try:
-                ctx, parent, attrs = start_fields(span)
-                if ctx is not None and (parent is None or parent.is_remote or not self._assembler.start_child(
-                        ctx.span_id, parent.span_id, attrs)):
-                        self._assembler.start(
-                            ctx.span_id, parent.span_id if parent is not None else None,
-                            parent is not None and parent.is_remote, span.name, span.kind, attrs,
-                            resource_attributes(span.resource) if self._rules_read_resource else EMPTY,
-                            (lambda: baggage.get_all(parent_context)) if self._baggage else None)
+                sid, parent_id, remote, attrs = start_fields(span)
+                if sid is not None and (parent_id is None or remote or not self._assembler.start_child(
+                        sid, parent_id, attrs)):
+                    self._assembler.start(
+                        sid, parent_id, remote, span.name, span.kind, attrs,
+                        resource_attributes(span.resource) if self._rules_read_resource else EMPTY,
+                        (lambda: baggage.get_all(parent_context)) if self._baggage else None)
             except Exception:
                 self.engine.failures[0] += 1
                 log_once("on_start", "chronograph failed to track a span; it is exported unchanged")

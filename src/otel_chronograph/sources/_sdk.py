@@ -13,7 +13,7 @@ from typing import Any
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import SpanContext, StatusCode
 
 from ..engine._records import EMPTY, SpanRecord
 
@@ -35,12 +35,33 @@ def attributes_of(span: Any) -> Mapping[str, Any]:
     return span.attributes or EMPTY
 
 
-def start_fields(span: Any) -> tuple[Any, Any, Mapping[str, Any]]:
-    """(context, parent context, attributes) of a starting span, read in one call."""
+def _tuple_layout() -> bool:
+    """Whether ``SpanContext`` is the API's tuple (trace id, span id, is_remote, ...): then its fields
+    are read by index, not through a property call each (a dozen per lap)."""
     try:
-        return span._context, span._parent, span._attributes._dict
+        c = SpanContext(0xA, 0xB, True)
+        return isinstance(c, tuple) and (c[0], c[1], c[2]) == (c.trace_id, c.span_id, c.is_remote)
+    except Exception:  # pragma: no cover - an API without the tuple layout
+        return False
+
+
+_TUPLE = _tuple_layout()
+
+
+def start_fields(span: Any) -> tuple[int | None, int | None, bool, Mapping[str, Any]]:
+    """(span id or None without a context, parent span id or None, parent is remote, attributes) of a
+    starting span, read in one call."""
+    try:
+        ctx, parent, attrs = span._context, span._parent, span._attributes._dict
     except AttributeError:  # not the SDK's span layout (or no attributes): the public API
-        return span.context, span.parent, attributes_of(span)
+        ctx, parent, attrs = span.context, span.parent, attributes_of(span)
+    if ctx is None:
+        return None, None, False, attrs
+    if _TUPLE and ctx.__class__ is SpanContext and (parent is None or parent.__class__ is SpanContext):
+        return ctx[1], (parent[1] if parent is not None else None), (
+            parent is not None and parent[2]), attrs
+    return ctx.span_id, (parent.span_id if parent is not None else None), (
+        parent is not None and parent.is_remote), attrs
 
 
 _resources: dict[int, tuple[Resource, Mapping[str, Any]]] = {}
@@ -89,13 +110,19 @@ def record_of(span: ReadableSpan) -> SpanRecord:
     except AttributeError:  # not the SDK's span layout: the public API
         return _record_public(span)
     error = status.status_code is _ERROR
+    if _TUPLE and ctx.__class__ is SpanContext and (parent is None or parent.__class__ is SpanContext):
+        trace_id, span_id = ctx[0], ctx[1]
+        parent_id, parent_remote = (parent[1], parent[2]) if parent is not None else (None, None)
+    else:
+        trace_id, span_id = (ctx.trace_id, ctx.span_id) if ctx is not None else (0, 0)
+        parent_id, parent_remote = ((parent.span_id, parent.is_remote) if parent is not None
+                                    else (None, None))
     return SpanRecord(
-        ctx.trace_id if ctx is not None else 0, ctx.span_id if ctx is not None else 0,
-        parent.span_id if parent is not None else None, name, kind, start, end,
+        trace_id, span_id, parent_id, name, kind, start, end,
         inner if isinstance(inner, dict) else attributes_of(span), () if events is None else events, error,
         status.description if error else None,
         last[1] if (last := _last_resource)[0] is resource else resource_attributes(resource),
-        parent.is_remote if parent is not None else None, span)
+        parent_remote, span)
 
 
 def _record_public(span: ReadableSpan) -> SpanRecord:
