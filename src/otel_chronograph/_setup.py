@@ -40,8 +40,7 @@ def _metrics(config: ChronographConfig, meter_provider: MeterProvider | None
              ) -> tuple[LapCallback, bool] | None:
     from ._metrics import LapMetrics
 
-    sink = LapMetrics(meter_provider)
-    return sink, sink.deferred
+    return LapMetrics(meter_provider), True
 
 
 def _display(config: ChronographConfig, _: MeterProvider | None) -> tuple[LapCallback, bool] | None:
