@@ -232,3 +232,15 @@ def test_a_terminal_gets_a_progress_bar_and_a_pipe_one_line_per_file(tmp_path: P
     piped = subprocess.run(argv, capture_output=True, text=True, check=False)
     assert piped.returncode == 0
     assert f"ingest: {src}: 6 spans" in piped.stderr and "\x1b" not in piped.stderr
+
+
+def test_a_full_disk_is_a_one_line_error_not_a_traceback(tmp_path: Path) -> None:
+    from tests.filesystems import small_filesystem
+    from tests.insights.helpers import span, write_otlp_json
+
+    src = write_otlp_json(tmp_path / "big.json", [span(f"GET /a{i}", i, 5.0, attributes={"n": i})
+                                                   for i in range(40_000)])
+    with small_filesystem(tmp_path / "small", "1m") as small:
+        result = CliRunner().invoke(main, ["insights", "ingest", str(src), "--db", str(small / "s.duckdb")])
+        assert result.exit_code == 1, result.output
+        assert "the insights store failed" in result.output and "Traceback" not in result.output

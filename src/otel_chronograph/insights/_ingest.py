@@ -324,6 +324,8 @@ def ingest_command(paths: tuple[str, ...], db: str, label: str, laps: bool, conf
             cfg = load_config(config_path if config_path else {}, environ=dict(os.environ))
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
+    import duckdb
+
     conn = open_store(db)
     try:
         conn.execute(f"SET memory_limit = '{_memory(memory_limit)}'")
@@ -334,6 +336,8 @@ def ingest_command(paths: tuple[str, ...], db: str, label: str, laps: bool, conf
         seconds = time.perf_counter() - started
         new = _count(conn) - before
         derived = derive_laps(conn, cfg, label) if cfg is not None else 0
+    except duckdb.Error as exc:  # a full disk, a file another tool broke: one line; chunks stored stay
+        raise click.ClickException(f"{db}: the insights store failed: {str(exc).splitlines()[0]}") from None
     finally:
         conn.close()
     rate = spans / seconds if seconds > 0 else 0.0
