@@ -92,18 +92,18 @@ def span_row(record: SpanRecord, label: str = "prod") -> SpanRow:
 
 def insert_spans(conn: duckdb.DuckDBPyConnection, rows: Iterable[SpanRow]) -> None:
     """Insert rows; a (trace_id, span_id) already stored is left as it is (ingest is idempotent)."""
-    _insert(conn, "spans", _SPAN_COLUMNS, list(rows))
+    _insert(conn, "INSERT INTO spans", _SPAN_COLUMNS, list(rows), NEW_SPANS.format(source="chrono_batch"))
 
 
 def insert_laps(conn: duckdb.DuckDBPyConnection, rows: Iterable[SpanRow]) -> None:
     """Insert lap rows; a lap derived again (more of its trace arrived) replaces the earlier one."""
-    _insert(conn, "laps", _LAP_COLUMNS, list(rows))
+    _insert(conn, "INSERT OR REPLACE INTO laps", _LAP_COLUMNS, list(rows), "SELECT * FROM chrono_batch")
 
 
-def _insert(conn: duckdb.DuckDBPyConnection, table: str, columns: Sequence[str], rows: list[SpanRow]
-            ) -> None:
-    """Rows go in as one Arrow table (DuckDB's executemany is row by row: 50x slower); spans only
-    when new, laps replacing the lap derived before (its primary key)."""
+def _insert(conn: duckdb.DuckDBPyConnection, insert: str, columns: Sequence[str], rows: list[SpanRow],
+            source: str) -> None:
+    """``insert`` the rows ``source`` selects from them (``chrono_batch``), as one Arrow table:
+    DuckDB's executemany is row by row, 50x slower."""
     if not rows:
         return
     import pyarrow as pa
@@ -112,9 +112,7 @@ def _insert(conn: duckdb.DuckDBPyConnection, table: str, columns: Sequence[str],
     batch = pa.table({name: list(column) for name, column in zip(columns, values, strict=True)})
     conn.register("chrono_batch", batch)
     try:
-        source = NEW_SPANS.format(source="chrono_batch") if table == "spans" else "SELECT * FROM chrono_batch"
-        conn.execute(f"INSERT {'' if table == 'spans' else 'OR REPLACE '}INTO {table} ({', '.join(columns)}) "
-                     f"SELECT {', '.join(columns)} FROM ({source})")
+        conn.execute(f"{insert} ({', '.join(columns)}) SELECT {', '.join(columns)} FROM ({source})")
     finally:
         conn.unregister("chrono_batch")
 
