@@ -75,7 +75,21 @@ def test_memory_is_bounded_and_every_span_is_accounted(spans: list[tuple[int, in
         out += len(late) + sum(len(t.records) + t.dropped for t in forced)
         assert len(buf) <= bound
     out += sum(len(t.records) + t.dropped for t in buf.due(everything=True))
-    assert out == len(spans)
+    assert out + buf.stats.duplicate_spans == len(spans)
+
+
+def test_a_span_delivered_twice_while_pending_is_kept_once_and_its_trace_gives_one_lap() -> None:
+    clock = Clock()
+    buf = TraceBuffer(1.0, 10, 100, clock=clock)
+    request = [rec(5, 1, None, SpanKind.SERVER), rec(5, 2, 1)]
+    buf.add(request)
+    buf.add(request)  # the sender retried: its first answer was lost
+    buf.add([request[0], rec(5, 3, 1)])
+    clock.now = 5 * S
+    (trace,) = buf.due()
+    assert [r.span_id for r in trace.records] == [1, 2, 3] and buf.stats.duplicate_spans == 3
+    (lap,) = split_laps(trace.records, "trace", compile_lap_rules(()))
+    assert lap.root.span_id == 1 and sorted(s.span_id for s in lap.spans) == [2, 3]
 
 
 def test_service_scope_cuts_at_process_boundaries_and_trace_scope_does_not() -> None:

@@ -212,6 +212,26 @@ def test_late_spans_are_forwarded_unchanged_and_counted(tmp_path: Path, sink: Gr
     assert len(laps_of(sink.snapshot())) == 1  # not derived twice
 
 
+def test_a_retried_request_is_derived_once_and_its_spans_forwarded_once(tmp_path: Path,
+                                                                        sink: GrpcSink) -> None:
+    """At-least-once delivery: the Collector re-sends a request whose answer it did not get (a timeout,
+    a gateway restarting); a span seen again while its trace is pending is kept once."""
+    config = write_config(tmp_path, {"otlp_grpc": sink.exporter()}, {"laps": {"decision_wait": "300ms"}})
+    with running_gateway(config) as gw:
+        grpc_port, http = port_of(gw, "grpc"), port_of(gw, "http")
+        request = one_trace(11, spans=3)
+        assert grpc_export(grpc_port, request) is None
+        assert post(http, request).status_code == 200
+        assert grpc_export(grpc_port, request) is None
+        wait_for(lambda: len(laps_of(sink.snapshot())) == 1, what="the lap")
+        wait_for(lambda: gw.queues[0].sent_spans == 3, what="the spans, sent")
+        text = scrape(gw.telemetry.prometheus_port)
+    assert sorted(s["span_id"] for s in sink.snapshot()) == sorted(
+        (11000 + i).to_bytes(8, "big").hex() for i in (1, 2, 3))
+    assert metric_value(text, "chronograph_duplicate_spans_total") == 6
+    assert gw.engine.laps_derived == 1
+
+
 def test_json_refusal_body(tmp_path: Path, sink: GrpcSink) -> None:
     config = write_config(tmp_path, {"otlp_grpc": sink.exporter()},
                           {"laps": {"decision_wait": "5s", "max_pending_traces": 1}})

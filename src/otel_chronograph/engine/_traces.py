@@ -5,7 +5,9 @@ decided ``decision_wait`` after its *last* span arrived, as the Collector's tail
 Memory is bounded like there: at most ``max_traces`` traces pending and ``max_spans`` spans kept per
 trace; a full buffer refuses new traces (the caller answers RESOURCE_EXHAUSTED / 429) or, offline,
 completes its oldest trace early (counted). Spans of a trace already decided are late: returned to be
-forwarded unchanged, and counted.
+forwarded unchanged, and counted. A span delivered twice while its trace is pending (OTLP is at-least-once:
+a sender retries a request whose answer it did not get, the Collector's queue re-sends after a timeout) is
+kept once and counted, so a retried root never yields a second lap.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ __all__ = ["PendingTrace", "TraceBuffer"]
 class PendingTrace:
     trace_id: int
     records: list[SpanRecord] = field(default_factory=list)
+    span_ids: set[int] = field(default_factory=set)
     last_ns: int = 0
     dropped: int = 0
 
@@ -87,7 +90,10 @@ class TraceBuffer:
                 else:
                     pending.move_to_end(tid)
                 trace.last_ns = now
-                if len(trace.records) < self._max_spans:
+                if r.span_id in trace.span_ids:
+                    stats.duplicate_spans += 1
+                elif len(trace.records) < self._max_spans:
+                    trace.span_ids.add(r.span_id)
                     trace.records.append(r)
                 else:
                     trace.dropped += 1

@@ -95,6 +95,9 @@ class Gateway:
         self.engine.register_health(mp, {
             "chronograph.late_spans": (lambda: stats.late_spans, "Spans that arrived after their trace "
                                        "was decided (forwarded unchanged)", "{span}"),
+            "chronograph.duplicate_spans": (lambda: stats.duplicate_spans, "Spans delivered again while "
+                                            "their trace was pending (a retried request): kept once",
+                                            "{span}"),
             "chronograph.dropped_spans": (lambda: stats.dropped_spans, "Spans over max_spans_per_trace "
                                           "(forwarded, not in the lap)", "{span}"),
             "chronograph.gateway.spans.received": (lambda: self.received_spans, "Spans accepted",
@@ -270,8 +273,10 @@ class Gateway:
         failed = sum(q.failed_spans for q in self.queues)
         sent = {q.name: q.sent_spans for q in self.queues}
         return (f"{self.received_spans} spans received, {self.engine.laps_derived} laps, "
-                f"{self.buffer.stats.late_spans} late spans, {sum(self.rejected.values())} spans refused "
-                f"(backpressure), {self.decode_errors} malformed requests, sent {sent}, "
+                f"{self.buffer.stats.late_spans} late spans, "
+                f"{self.buffer.stats.duplicate_spans} duplicate spans, "
+                f"{sum(self.rejected.values())} spans refused (backpressure), "
+                f"{self.decode_errors} malformed requests, sent {sent}, "
                 f"{failed} spans failed to export")
 
 
