@@ -110,14 +110,24 @@ class LapStreams(Generic[H, C]):
         """One lap: its duration, one point per sector, its cost. Like the SDK, non-finite and negative
         values are not recorded (the SDK logs and drops them)."""
         command = lap.command
+        cost = lap.cost
+        cost_ok = cost.is_finite() and cost >= 0
         with self.lock:
             ms = lap.lap_ms
             if 0 <= ms < inf:
-                self.laps.get((command, lap.status, lap.tier)).add(ms)
+                key: tuple[str, ...] = (command, lap.status, lap.tier)
+                laps = self.laps
+                entry = laps.entries.get(key)
+                (entry if entry is not None else laps._admit(key)).add(ms)
             sectors = self.sectors
+            entries = sectors.entries
             for name, ms in lap.sectors.items():
                 if 0 <= ms < inf:
-                    sectors.get((command, name)).add(ms)
-            cost = lap.cost
-            if cost.is_finite() and cost >= 0:
-                self.costs.get((command, lap.tier)).add(cost)
+                    key = (command, name)
+                    entry = entries.get(key)
+                    (entry if entry is not None else sectors._admit(key)).add(ms)
+            if cost_ok:
+                key = (command, lap.tier)
+                costs = self.costs
+                total = costs.entries.get(key)
+                (total if total is not None else costs._admit(key)).add(cost)

@@ -93,6 +93,10 @@ class LapMetrics:
             "chronograph.cost", unit="1", description="Cost from the rate card, by command and tier")
         streams = _aggregated(meter, lap, sector, cost, cardinality_limit)
         self.aggregated = streams is not None
+        # Aggregated, a lap costs a few µs here: less than handing it to the background thread, which
+        # keeps every queued lap (and its spans) alive long enough to cost garbage-collector passes.
+        # Through ``Histogram.record`` (about 10 µs a point) it stays off the lap's path.
+        self.deferred = not self.aggregated
         if streams is None:
             streams = LapStreams(cardinality_limit, lambda a: _PointRecorder(lap.record, a),
                                  lambda a: _PointRecorder(sector.record, a),

@@ -40,7 +40,8 @@ def _metrics(config: ChronographConfig, meter_provider: MeterProvider | None
              ) -> tuple[LapCallback, bool] | None:
     from ._metrics import LapMetrics
 
-    return LapMetrics(meter_provider), True
+    sink = LapMetrics(meter_provider)
+    return sink, sink.deferred
 
 
 def _display(config: ChronographConfig, _: MeterProvider | None) -> tuple[LapCallback, bool] | None:

@@ -443,6 +443,24 @@ def test_sector_rules_by_attribute_kind_and_name_first_match_wins() -> None:
 # -- events -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("flat", [True, False], ids=["flat", "nested"])
+def test_a_lap_lets_go_of_its_spans_once_its_timeline_is_built(flat: bool) -> None:
+    """A sink that keeps laps (the flight recorder) must not keep every span they came from."""
+    import gc
+    import weakref
+
+    spans = [sec("a", 1, R, 10, 50), mk("q", 2, R if flat else 1, 20, 30)]
+    refs = [weakref.ref(s) for s in spans]
+    lap = deriver().derive(root(0, 100), spans)
+    del spans
+    gc.collect()
+    assert all(r() is not None for r in refs)  # the timeline is not built yet: it needs them
+    assert [s.name for s in lap.spans] == ["a", "q"] and list(lap.events) == []
+    gc.collect()
+    assert all(r() is None for r in refs)
+    assert [s.name for s in lap.spans] == ["a", "q"]
+
+
 def test_events_from_root_and_descendants_in_time_order() -> None:
     r = root(0, 100, events=(event("done", 90, ok=True), event("start", 1)))
     spans = [sec("a", 1, R, 10, 50, events=(event("Embedding Classifier", 20, confidence=0.92),)),

@@ -68,6 +68,28 @@ def test_root_reaches_the_exporter_annotated_and_other_spans_unchanged(make_harn
     assert len(h.laps) == 1
 
 
+def test_the_annotated_root_keeps_events_links_and_their_dropped_counts(make_harness: Make) -> None:
+    from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+    from opentelemetry.trace import Link
+
+    h = make_harness()
+    provider = TracerProvider(span_limits=SpanLimits(max_events=2))
+    provider.add_span_processor(h.processor)
+    tracer = provider.get_tracer("tests.core")
+    other = start(h, "elsewhere", 0)
+    r = tracer.start_span("faf score", attributes={"chronograph.lap": True},
+                          links=[Link(other.get_span_context(), {"why": "retry"})])
+    for i in range(3):
+        r.add_event(f"e{i}", {"i": i})
+    r.end()
+    (root,) = h.annotated()
+    assert [e.name for e in root.events] == ["e1", "e2"] and root.dropped_events == 1
+    assert root.events[1].attributes == {"i": 2}
+    assert [(link.context, dict(link.attributes or {})) for link in root.links] == [
+        (other.get_span_context(), {"why": "retry"})]
+    assert root.attributes["chronograph.lap"] is True and "chronograph.lap_ms" in root.attributes
+
+
 def test_spans_outside_laps_pass_through_unchanged(harness: Harness) -> None:
     s = start(harness, "background", 0)
     c = start(harness, "child", 1, s)

@@ -173,6 +173,50 @@ def test_critical_path_matches_a_recursive_reference(tree: Tree) -> None:
         assert lap.critical_other_ms == float(ref.get(None, 0))
 
 
+@st.composite
+def flat_trees(draw: st.DrawFn) -> Tree:
+    """Every span a direct child of the root (the derivation's fast path), ends tied often."""
+    lap = draw(st.integers(0, 30))
+    n = draw(st.integers(0, 8))
+    nodes = []
+    for i in range(n):
+        start = draw(st.integers(-5, lap + 5))
+        nodes.append(Node(i + 1, ROOT_ID, start, start + draw(st.integers(0, 20)),
+                          draw(st.sampled_from((None, *SECTORS)))))
+    return Tree(lap, tuple(nodes))
+
+
+def general_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from otel_chronograph.engine import _derive
+
+    monkeypatch.setattr(_derive, "_flat", lambda *args: None)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tree=st.one_of(flat_trees(), trees()), dup=st.booleans(), unset_parent=st.booleans())
+def test_the_flat_fast_path_derives_what_the_general_steps_derive(
+        monkeypatch: pytest.MonkeyPatch, tree: Tree, dup: bool, unset_parent: bool) -> None:
+    """Same sectors (and order), other time, critical path, span count and timeline, in every shape:
+    duplicates, the root in the list, children without a parent id, spans outside the lap window."""
+    r = root(0, tree.lap)
+    spans = spans_of(tree)
+    if unset_parent and spans:
+        spans[0] = mk("orphan", 1, None, tree.nodes[0].start, tree.nodes[0].end)
+    if dup and spans:
+        spans = [*spans, r, spans[0]]
+    d = deriver()
+    fast = d.derive(r, spans)
+    with monkeypatch.context() as m:
+        general_only(m)
+        slow = d.derive(r, spans)
+    assert list(fast.sectors.items()) == list(slow.sectors.items())
+    assert fast.other_ms == slow.other_ms
+    assert list(fast.critical_path.items()) == list(slow.critical_path.items())
+    assert fast.critical_other_ms == slow.critical_other_ms
+    assert fast.span_count == slow.span_count
+    assert list(fast.spans) == list(slow.spans) and list(fast.events) == list(slow.events)
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.integers(0, 10**12), st.integers(1, 10**9), st.lists(st.tuples(st.integers(0, 10**12),
                                                                           st.integers(0, 10**9)), max_size=8))

@@ -98,6 +98,20 @@ class Assembler:
             return True, None
         return self._decide(name, kind, attributes, resource)
 
+    def start_child(self, sid: int, parent_id: int, attrs: Mapping[str, Any]) -> bool:
+        """The common start, cheaply: a span whose (local) parent is tracked, with no lap rules to try
+        and not itself marked a lap. True when handled; False: call :meth:`start` instead."""
+        owner = self._owner.get(parent_id)
+        if owner is None or self._has_rules or attrs.get("chronograph.lap") is True:
+            return False
+        with self._lock:
+            if owner.done or len(owner.open_ids) >= self._max_spans:
+                self._drop(owner, sid)
+            else:
+                owner.open_ids.add(sid)
+                self._owner[sid] = owner
+        return True
+
     def start(self, sid: int, parent_id: int | None, parent_remote: bool, name: str, kind: SpanKind,
               attrs: Mapping[str, Any], resource: Mapping[str, Any],
               context: Callable[[], Mapping[str, Any] | None] | None = None) -> None:

@@ -253,6 +253,73 @@ def _splits(tree: _Tree) -> tuple[list[str], dict[str, int], int]:
     return names, sectors_ns, (r_end - r_start) - union_ns(covered)
 
 
+_Shares = tuple[list[str], dict[str, int], int, dict[str, int], int, dict[int, SpanRecord]]
+
+
+def _flat(root_id: int, r_start: int, r_end: int, spans: Sequence[SpanRecord],
+          sector_of: Callable[[SpanRecord], str | None]) -> _Shares | None:
+    """Steps 1-4 at once for the common lap, every span a direct child of the root (no parent chain to
+    walk, each window is the span clipped to the lap): (sector names, sector unions, other time,
+    critical-path time per sector, critical-path other time, spans by id); None for any other shape,
+    which the general steps handle. Same integers as the general steps (tests/core/test_properties.py).
+    """
+    span_of: dict[int, SpanRecord] = {}
+    first_start: dict[str, int] = {}
+    per_sector: dict[str, list[tuple[int, int]]] = {}
+    covered: list[tuple[int, int]] = []
+    kids: list[tuple[int, int, int, str | None]] = []  # (window end, id, window start, sector)
+    for s in spans:
+        sid = s.span_id
+        if sid == root_id or sid in span_of:
+            continue
+        p = s.parent_id
+        if p != root_id and p is not None:
+            return None
+        span_of[sid] = s
+        st = s.start_time or r_start
+        en = s.end_time or st
+        name = sector_of(s)
+        a = st if st > r_start else r_start
+        b = en if en < r_end else r_end
+        if b > a:
+            kids.append((b, sid, a, name))
+            if name is not None:
+                covered.append((a, b))
+                intervals = per_sector.get(name)
+                if intervals is None:
+                    per_sector[name] = [(a, b)]
+                else:
+                    intervals.append((a, b))
+        if name is not None:
+            first = first_start.get(name)
+            if first is None or st < first:
+                first_start[name] = st
+    names = sorted(first_start, key=lambda n: (first_start[n], n)) if len(first_start) > 1 else [
+        *first_start]
+    sectors_ns = {n: union_ns(per_sector[n]) if n in per_sector else 0 for n in names}
+    other_ns = (r_end - r_start) - union_ns(covered)
+    # Jaeger's critical path over leaves: the last-finishing child (ties: by id), then the last one
+    # ending before its start, and so on; the root's own time between them is outside any sector.
+    cp_ns: dict[str, int] = {}
+    cp_other = 0
+    cursor = r_end
+    if len(kids) > 1:
+        kids.sort(reverse=True)  # by (end, id): ids are unique, so the sort never compares further
+    for b, _, a, name in kids:
+        if b > cursor:
+            continue
+        if cursor > b:
+            cp_other += cursor - b
+        if name is None:
+            cp_other += b - a
+        else:
+            cp_ns[name] = cp_ns.get(name, 0) + (b - a)
+        cursor = a
+    if cursor > r_start:
+        cp_other += cursor - r_start
+    return names, sectors_ns, other_ns, cp_ns, cp_other, span_of
+
+
 def _critical_shares(tree: _Tree) -> tuple[dict[str, int], int]:
     """Step 4: the critical path's time per sector, and the part outside any sector."""
     cp_ns: dict[str, int] = {}
@@ -278,6 +345,43 @@ def _number(value: Any) -> float | None:
         return None
 
 
+class _Timeline:
+    """A lap's events and span rows, built on first use (the span tree too, after the fast path).
+
+    Once built, it lets go of the spans: a lap kept by a sink (the flight recorder keeps thousands)
+    then holds its timeline, not every span record and SDK span it was derived from.
+    """
+
+    __slots__ = ("built", "deriver", "source")
+
+    def __init__(self, deriver: Deriver, root: SpanRecord, spans: Sequence[SpanRecord],
+                 tree: _Tree | None) -> None:
+        self.deriver = deriver
+        self.source: tuple[SpanRecord, Sequence[SpanRecord], _Tree | None] | None = (root, spans, tree)
+        self.built: tuple[list[LapEvent], list[SectorSpan]] | None = None
+
+    def _build(self) -> tuple[list[LapEvent], list[SectorSpan]]:
+        built = self.built
+        if built is None:
+            source = self.source
+            if source is None:  # built by another thread meanwhile (it sets ``built`` first)
+                assert self.built is not None
+                return self.built
+            root, spans, tree = source
+            if tree is None:
+                r_end = root.end_time if root.end_time > root.start_time else root.start_time
+                tree = self.deriver._tree(root.span_id, root.start_time, r_end, spans)
+            built = self.built = self.deriver._timeline(root, tree)
+            self.source = None
+        return built
+
+    def events(self) -> list[LapEvent]:
+        return self._build()[0]
+
+    def rows(self) -> list[SectorSpan]:
+        return self._build()[1]
+
+
 class Deriver:
     """Holds what the config fixes (rules, thresholds, rate card) so each derivation is just arithmetic."""
 
@@ -289,6 +393,8 @@ class Deriver:
         self._tiers = dict(billing.tiers)
         self._rates = dict(billing.rates)
         self._default_rate = billing.default_rate
+        # One Decimal per (command, tier): the same object each lap, so its text is formatted once.
+        self._costs: dict[tuple[str, str], Decimal] = {}
         self._default_tier = billing.default_tier
         self._unknown_tier = billing.unknown_tier_multiplier
         self._max_events = config.recorder.max_events_per_lap
@@ -300,16 +406,23 @@ class Deriver:
             ("session", compile_identity(ident.session))) if rule is not None}
 
     def cost(self, command: str, tier: str) -> Decimal:
-        rate = self._rates.get(command, self._default_rate)
-        multiplier = self._tiers.get(tier, self._unknown_tier)
-        return rate * multiplier
+        key = (command, tier)
+        cost = self._costs.get(key)
+        if cost is None:
+            rate = self._rates.get(command, self._default_rate)
+            multiplier = self._tiers.get(tier, self._unknown_tier)
+            cost = rate * multiplier
+            if len(self._costs) >= _MAX_CACHED:  # commands come from the application: bounded
+                self._costs.clear()
+            self._costs[key] = cost
+        return cost
 
     def sector_of(self, span: SpanRecord) -> str | None:
         attrs = span.attributes
         if attrs:
             explicit = attrs.get(SECTOR_ATTR)
             if explicit is not None:
-                return str(first_value(explicit))
+                return explicit if explicit.__class__ is str else str(first_value(explicit))
         if self._has_sector_rules:
             return self._sector_for(span.name, span.kind, attrs, span.resource)
         return None
@@ -319,28 +432,39 @@ class Deriver:
         """Step 5: command, tier, customer, score, session: code's attributes, then the lap rule's
         command, then identity rules (span attributes, resource, baggage), then defaults."""
         attrs = root.attributes
-        found: dict[str, Any] = {}
+        found: Mapping[str, Any] = EMPTY
         if self._identity:
+            found = {}
             resource, baggage = root.resource, context or EMPTY
             for key, lookup in self._identity.items():
                 value = lookup(attrs, resource, baggage)
                 if value is not None:
                     found[key] = value
-        explicit = attrs.get("chronograph.command")
+        get = attrs.get
+        explicit = get("chronograph.command")
         if explicit:
-            command = str(first_value(explicit))
+            command = explicit if explicit.__class__ is str else str(first_value(explicit))
         elif rule_command is not None:
             command = rule_command
         elif "command" in found:
             command = str(found["command"])
         else:
             command = command_from_attributes(root.name, attrs)
-        tier_attr = attrs.get("chronograph.tier", found.get("tier"))
-        tier = str(first_value(tier_attr)) if tier_attr is not None else self._default_tier
-        customer = attrs.get("chronograph.customer", found.get("customer"))
-        score = _number(first_value(attrs.get("chronograph.score", found.get("score"))))
-        session = attrs.get("session.id", found.get("session"))
-        return (command, tier, str(first_value(customer)) if customer is not None else None, score,
+        if found:
+            tier_attr, customer, score_attr, session = (
+                get("chronograph.tier", found.get("tier")),
+                get("chronograph.customer", found.get("customer")),
+                get("chronograph.score", found.get("score")), get("session.id", found.get("session")))
+        else:
+            tier_attr, customer, score_attr, session = (
+                get("chronograph.tier"), get("chronograph.customer"), get("chronograph.score"),
+                get("session.id"))
+        if tier_attr is None:
+            tier = self._default_tier
+        else:
+            tier = tier_attr if tier_attr.__class__ is str else str(first_value(tier_attr))
+        return (command, tier, str(first_value(customer)) if customer is not None else None,
+                _number(first_value(score_attr)) if score_attr is not None else None,
                 str(first_value(session)) if session is not None else None)
 
     def derive(
@@ -359,10 +483,15 @@ class Deriver:
         r_start, r_end = root.start_time, root.end_time
         if r_end < r_start:
             r_end = r_start
-        tree = _Tree(root_id, r_start, r_end)
-        _inherit(tree, _index(tree, spans, self.sector_of))
-        names, sectors_ns, other_ns = _splits(tree)
-        cp_ns, cp_other = _critical_shares(tree)
+        shares = _flat(root_id, r_start, r_end, spans, self.sector_of)
+        tree: _Tree | None = None
+        if shares is None:
+            tree = self._tree(root_id, r_start, r_end, spans)
+            names, sectors_ns, other_ns = _splits(tree)
+            cp_ns, cp_other = _critical_shares(tree)
+            span_of = tree.span_of
+        else:
+            names, sectors_ns, other_ns, cp_ns, cp_other, span_of = shares
         cmd, tier, customer, score, session = self._identify(root, command, context)
 
         # Step 6: status.
@@ -374,15 +503,9 @@ class Deriver:
         if error and self._status.on_error != "time":
             status = self._status.on_error
         if error and not error_message:
-            error_message = _exception_message(root, tree.span_of.values())
+            error_message = _exception_message(root, span_of.values())
 
-        timeline: list[tuple[list[LapEvent], list[SectorSpan]]] = []
-
-        def build() -> tuple[list[LapEvent], list[SectorSpan]]:
-            if not timeline:
-                timeline.append(self._timeline(root, tree))
-            return timeline[0]
-
+        timeline = _Timeline(self, root, spans, tree)
         service = root.resource.get("service.name") if root.resource else None
         hex_id = _hex_span(root_id)
         return Lap(
@@ -404,14 +527,20 @@ class Deriver:
             customer=customer,
             score=score,
             cost=self.cost(cmd, tier),  # step 7: price
-            events=Lazy(lambda: build()[0]),
-            spans=Lazy(lambda: build()[1]),
+            events=Lazy(timeline.events),
+            spans=Lazy(timeline.rows),
             error_message=error_message,
             session_id=session,
             service_name=str(service) if service else None,
-            span_count=len(tree.span_of) + 1,
+            span_count=len(span_of) + 1,
             truncated=truncated,
         )
+
+    def _tree(self, root_id: int, r_start: int, r_end: int, spans: Sequence[SpanRecord]) -> _Tree:
+        """Steps 1-2: spans indexed, sectors inherited, windows clipped."""
+        tree = _Tree(root_id, r_start, r_end)
+        _inherit(tree, _index(tree, spans, self.sector_of))
+        return tree
 
     def _timeline(self, root: SpanRecord, tree: _Tree) -> tuple[list[LapEvent], list[SectorSpan]]:
         """Span rows (clipped to the lap) and span events in time order, for timelines and flamegraphs."""
@@ -480,6 +609,34 @@ class Deriver:
         return value
 
 
+_MAX_CACHED = 4096
+_cost_texts: dict[int, tuple[Decimal, str]] = {}
+_sector_keys: dict[str, str] = {}
+
+
+def cost_text(cost: Decimal) -> str:
+    """``format(cost, "f")`` (about 1 µs), remembered per Decimal object (keyed by identity: equal
+    Decimals can print differently, 1.0 and 1.00)."""
+    hit = _cost_texts.get(id(cost))
+    if hit is not None and hit[0] is cost:
+        return hit[1]
+    text = format(cost, "f")
+    if len(_cost_texts) >= _MAX_CACHED:
+        _cost_texts.clear()
+    _cost_texts[id(cost)] = (cost, text)
+    return text
+
+
+def _sector_key(name: str) -> str:
+    key = _sector_keys.get(name)
+    if key is None:
+        key = f"chronograph.sector.{name}.ms"
+        if len(_sector_keys) >= _MAX_CACHED:
+            _sector_keys.clear()
+        _sector_keys[name] = key
+    return key
+
+
 def lap_attributes(lap: Lap) -> dict[str, Any]:
     """The ``chronograph.*`` attributes the exported lap span carries."""
     out: dict[str, Any] = {
@@ -488,14 +645,14 @@ def lap_attributes(lap: Lap) -> dict[str, Any]:
         "chronograph.lap_ms": lap.lap_ms,
         "chronograph.other_ms": lap.other_ms,
         "chronograph.status": lap.status,
-        "chronograph.cost": format(lap.cost, "f"),
+        "chronograph.cost": cost_text(lap.cost),
         "chronograph.request_id": lap.request_id,
         "chronograph.tier": lap.tier,
     }
     if lap.customer is not None:
         out["chronograph.customer"] = lap.customer
     for name, ms in lap.sectors.items():
-        out[f"chronograph.sector.{name}.ms"] = ms
+        out[_sector_key(name)] = ms
     if lap.error:
         out["chronograph.error"] = True
     return out

@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, Status, StatusCode, TraceFlags, TraceState
 
+from .._pipeline import log_once
 from ..engine import SpanRecord
 from ..engine._assembly import Completed
 from ..sources import ChronographProcessor, records_from_proto
@@ -131,9 +132,13 @@ class JoiningProcessor(ChronographProcessor):
         super().__init__(*args, **kwargs)
         self.children = children
 
-    def _end(self, span: ReadableSpan) -> tuple[bool, list[Completed]]:
-        held, completed = super()._end(span)
-        return held, [self._join(c) for c in completed]
+    def _finish_ended(self, completed: list[Completed]) -> None:
+        try:
+            completed = [self._join(c) for c in completed]
+        except Exception:  # the laps are still derived, from the spans of this process
+            self.engine.failures[0] += 1
+            log_once("exec-join", "chronograph exec failed to join a child's spans to its lap")
+        super()._finish_ended(completed)
 
     def _join(self, completed: Completed) -> Completed:
         extra = self.children.take(completed.root.trace_id)

@@ -29,7 +29,7 @@ from ..engine._derive import lap_attributes
 from ..engine._engine import Engine
 from ..engine._records import EMPTY
 from ..engine._rules import compile_lap_rules
-from ._sdk import annotated_copy, attributes_of, record_of, resource_attributes
+from ._sdk import annotated_copy, record_of, resource_attributes, start_fields
 
 __all__ = ["ChronographProcessor"]
 
@@ -80,7 +80,8 @@ class ChronographProcessor(SpanProcessor):
             # The same stage install() builds (otel_chronograph._setup), for direct construction.
             from .._metrics import LapMetrics
 
-            self.engine.deferred.sinks.insert(0, LapMetrics(meter_provider))
+            metrics = LapMetrics(meter_provider)
+            (self.engine.deferred.sinks if metrics.deferred else self.engine.sinks).insert(0, metrics)
         if (metrics_enabled if health is None else health) and cfg.enabled:
             self._register_health(meter_provider)
         self._shutdown = False
@@ -151,12 +152,11 @@ class ChronographProcessor(SpanProcessor):
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         if self._enabled:
             try:
-                ctx = span.context
-                if ctx is not None:
-                    parent = span.parent
+                sid, parent_id, remote, attrs = start_fields(span)
+                if sid is not None and (parent_id is None or remote or not self._assembler.start_child(
+                        sid, parent_id, attrs)):
                     self._assembler.start(
-                        ctx.span_id, parent.span_id if parent is not None else None,
-                        parent is not None and parent.is_remote, span.name, span.kind, attributes_of(span),
+                        sid, parent_id, remote, span.name, span.kind, attrs,
                         resource_attributes(span.resource) if self._rules_read_resource else EMPTY,
                         (lambda: baggage.get_all(parent_context)) if self._baggage else None)
             except Exception:
@@ -166,28 +166,35 @@ class ChronographProcessor(SpanProcessor):
             p.on_start(span, parent_context=parent_context)
 
     def on_end(self, span: ReadableSpan) -> None:
-        if not self._enabled or span.context is None:
-            self._forward(span)
-            return
-        try:
-            held, completed = self._end(span)
-        except Exception:
-            self.engine.failures[0] += 1
-            log_once("on_end", "chronograph failed to assemble a span; it is exported unchanged")
-            held, completed = False, []
+        held = False
+        completed: list[Completed] = []
+        if self._enabled:
+            try:
+                record = record_of(span)
+                if record.span_id:  # 0: no span context, nothing to track
+                    held, completed = self._assembler.end(record)
+                    if self._grace:
+                        self._expire(completed)
+            except Exception:
+                self.engine.failures[0] += 1
+                log_once("on_end", "chronograph failed to assemble a span; it is exported unchanged")
+                held, completed = False, []
         if not held:
-            self._forward(span)
+            for p in self._next:
+                p.on_end(span)
+        if completed:
+            self._finish_ended(completed)
+
+    def _finish_ended(self, completed: list[Completed]) -> None:
+        """The laps an ended span completed (a subclass may add to them first)."""
         for c in completed:
             self._finish(c)
 
-    def _end(self, span: ReadableSpan) -> tuple[bool, list[Completed]]:
+    def _expire(self, completed: list[Completed]) -> None:
         asm = self._assembler
-        held, completed = asm.end(record_of(span))
-        if self._grace:
-            completed.extend(asm.expire())
-            if asm.has_waiting():
-                self._sweeper.wake()
-        return held, completed
+        completed.extend(asm.expire())
+        if asm.has_waiting():
+            self._sweeper.wake()
 
     def _forward(self, span: ReadableSpan) -> None:
         for p in self._next:

@@ -13,11 +13,11 @@ from typing import Any
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import SpanContext, StatusCode
 
 from ..engine._records import EMPTY, SpanRecord
 
-__all__ = ["annotated_copy", "attributes_of", "record_of", "resource_attributes"]
+__all__ = ["annotated_copy", "attributes_of", "record_of", "resource_attributes", "start_fields"]
 
 _ERROR = StatusCode.ERROR
 
@@ -35,23 +35,58 @@ def attributes_of(span: Any) -> Mapping[str, Any]:
     return span.attributes or EMPTY
 
 
+def _tuple_layout() -> bool:
+    """Whether ``SpanContext`` is the API's tuple (trace id, span id, is_remote, ...): then its fields
+    are read by index, not through a property call each (a dozen per lap)."""
+    try:
+        c = SpanContext(0xA, 0xB, True)
+        return isinstance(c, tuple) and (c[0], c[1], c[2]) == (c.trace_id, c.span_id, c.is_remote)
+    except Exception:  # pragma: no cover - an API without the tuple layout
+        return False
+
+
+_TUPLE = _tuple_layout()
+
+
+def start_fields(span: Any) -> tuple[int | None, int | None, bool, Mapping[str, Any]]:
+    """(span id or None without a context, parent span id or None, parent is remote, attributes) of a
+    starting span, read in one call."""
+    try:
+        ctx, parent, attrs = span._context, span._parent, span._attributes._dict
+    except AttributeError:  # not the SDK's span layout (or no attributes): the public API
+        ctx, parent, attrs = span.context, span.parent, attributes_of(span)
+    if ctx is None:
+        return None, None, False, attrs
+    if _TUPLE and ctx.__class__ is SpanContext and (parent is None or parent.__class__ is SpanContext):
+        return ctx[1], (parent[1] if parent is not None else None), (
+            parent is not None and parent[2]), attrs
+    return ctx.span_id, (parent.span_id if parent is not None else None), (
+        parent is not None and parent.is_remote), attrs
+
+
 _resources: dict[int, tuple[Resource, Mapping[str, Any]]] = {}
+_last_resource: tuple[Resource | None, Mapping[str, Any]] = (None, EMPTY)
 
 
 def resource_attributes(resource: Resource | None) -> Mapping[str, Any]:
     """The resource's attributes as one shared plain dict per resource object (a process has one or
     two; the identity of the dict is what tells the engine two spans came from the same process)."""
+    global _last_resource
     if resource is None:
         return EMPTY
+    last = _last_resource
+    if last[0] is resource:
+        return last[1]
     hit = _resources.get(id(resource))
     if hit is not None and hit[0] is resource:
+        _last_resource = hit
         return hit[1]
     attrs = _plain(getattr(resource, "_attributes", None))
     if attrs is None:
         attrs = dict(resource.attributes)
     if len(_resources) > 64:  # resources are few; never let a pathological app grow this
         _resources.clear()
-    _resources[id(resource)] = (resource, attrs)
+    _resources[id(resource)] = _last_resource = (resource, attrs)
     return attrs
 
 
@@ -75,12 +110,19 @@ def record_of(span: ReadableSpan) -> SpanRecord:
     except AttributeError:  # not the SDK's span layout: the public API
         return _record_public(span)
     error = status.status_code is _ERROR
+    if _TUPLE and ctx.__class__ is SpanContext and (parent is None or parent.__class__ is SpanContext):
+        trace_id, span_id = ctx[0], ctx[1]
+        parent_id, parent_remote = (parent[1], parent[2]) if parent is not None else (None, None)
+    else:
+        trace_id, span_id = (ctx.trace_id, ctx.span_id) if ctx is not None else (0, 0)
+        parent_id, parent_remote = ((parent.span_id, parent.is_remote) if parent is not None
+                                    else (None, None))
     return SpanRecord(
-        ctx.trace_id if ctx is not None else 0, ctx.span_id if ctx is not None else 0,
-        parent.span_id if parent is not None else None, name, kind, start, end,
-        inner if isinstance(inner, dict) else attributes_of(span), events or (), error,
-        status.description if error else None, resource_attributes(resource),
-        parent.is_remote if parent is not None else None, span)
+        trace_id, span_id, parent_id, name, kind, start, end,
+        inner if isinstance(inner, dict) else attributes_of(span), () if events is None else events, error,
+        status.description if error else None,
+        last[1] if (last := _last_resource)[0] is resource else resource_attributes(resource),
+        parent_remote, span)
 
 
 def _record_public(span: ReadableSpan) -> SpanRecord:
@@ -98,7 +140,30 @@ def _record_public(span: ReadableSpan) -> SpanRecord:
 
 
 def annotated_copy(root: ReadableSpan, extra: Mapping[str, Any]) -> ReadableSpan:
-    """A frozen span can't take attributes, so exporters get a copy of the root with ``extra`` added."""
+    """A frozen span can't take attributes, so exporters get a copy of the root with ``extra`` added.
+
+    The ended root never changes again, so the copy shares its events and links (the SDK's bounded
+    lists, which keep their dropped counts) instead of the tuples the public properties build.
+    """
+    try:
+        attrs = root._attributes
+        inner = attrs._dict if attrs is not None else EMPTY  # type: ignore[attr-defined]
+        fields = (root._name, root._context, root._parent, root._resource, root._events, root._links,
+                  root._kind, root._status, root._start_time, root._end_time,
+                  root._instrumentation_scope)
+    except AttributeError:  # not the SDK's span layout: the public API
+        return _annotated_public(root, extra)
+    if not isinstance(inner, dict):
+        return _annotated_public(root, extra)
+    name, context, parent, resource, events, links, kind, status, start, end, scope = fields
+    return ReadableSpan(
+        name=name, context=context, parent=parent, resource=resource, attributes={**inner, **extra},
+        events=events, links=links, kind=kind, status=status, start_time=start, end_time=end,
+        instrumentation_scope=scope,
+    )
+
+
+def _annotated_public(root: ReadableSpan, extra: Mapping[str, Any]) -> ReadableSpan:
     attrs = dict(attributes_of(root))
     attrs.update(extra)
     return ReadableSpan(
