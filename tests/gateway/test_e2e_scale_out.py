@@ -28,8 +28,11 @@ from .helpers import metric_value, write_config
 HERE = Path(__file__).parent
 BIN = Path(sys.executable).parent
 BAGGAGE = "customer.id=cus_7,tier=pro"
+# decision_wait longer than the Collector's retry spread (max_interval 5 s, jitter x1.5): after the
+# restart, each request that waited for the victim is retried on its own timer, so one trace's pieces
+# arrive up to 7.5 s apart (docs/gateway.md, "Scale-out"); with 2 s a trace was decided in pieces.
 CHRONO = {
-    "laps": {"decision_wait": "2s", "identity": {"customer": [{"baggage": "customer.id"}],
+    "laps": {"decision_wait": "8s", "identity": {"customer": [{"baggage": "customer.id"}],
                                                   "tier": [{"baggage": "tier"}]}},
     "sectors": {"rules": [{"name": "storage", "match": {"attribute": "db.system"}},
                           {"name_from": "service.name"}]},
@@ -201,17 +204,29 @@ def test_a_killed_gateway_loses_only_what_it_held_and_takes_its_share_back(stack
     warm = [stack.checkout(n) for n in range(6)]
     for t in warm:
         peers.wait_until(lambda t=t: _complete(stack, t), 90, f"trace {t}")
-    # Kill the victim while it holds pending traces (decision_wait is 2 s).
+    # Kill the victim while it holds pending traces (decision_wait is 8 s), with nothing in flight: a
+    # few requests, then wait until every one of their spans reached a gateway, then look and kill. The
+    # count can only fall between the look and the kill, so at most that many traces can be lost.
+    per_trace = max(len(stack.jaeger.get_trace(t, raw=True)) for t in warm)
     sent: list[str] = []
-
-    def victim_holds_traces() -> bool:
-        sent.append(stack.checkout(len(sent)))
-        return metric_value(victim.scrape(), "chronograph_pending_traces") > 0
-
-    peers.wait_until(victim_holds_traces, 60, "the victim to hold pending traces")
-    pending_at_kill = metric_value(victim.scrape(), "chronograph_pending_traces")
     survivor_laps_before = metric_value(survivor.scrape(), "chronograph_laps_total")
-    victim.kill()
+
+    def received() -> float:
+        return sum(metric_value(g.scrape(), "chronograph_gateway_spans_received_total")
+                   for g in stack.gateways)
+
+    def kill_while_holding() -> float:
+        before = received()
+        batch = [stack.checkout(len(sent) + n) for n in range(4)]
+        sent.extend(batch)
+        peers.wait_until(lambda: received() >= before + len(batch) * per_trace, 30,
+                         "every span of the batch at a gateway")
+        pending = metric_value(victim.scrape(), "chronograph_pending_traces")
+        if pending > 0:
+            victim.kill()
+        return pending
+
+    pending_at_kill = peers.wait_until(kill_while_holding, 60, "the victim to hold pending traces")
     during = [stack.checkout(100 + n) for n in range(20)]
 
     # The survivor keeps deriving its share while the victim is down.
