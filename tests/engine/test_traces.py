@@ -111,3 +111,15 @@ def test_trace_scope_roots_are_spans_whose_parent_is_absent() -> None:
     spans = [rec(1, 2, 99, SpanKind.SERVER), rec(1, 3, 2)]
     (lap,) = split_laps(spans, "trace", compile_lap_rules(()))
     assert lap.root.span_id == 2 and [s.span_id for s in lap.spans] == [3]
+
+
+def test_trace_scope_a_fragment_whose_local_parent_is_absent_is_not_a_root() -> None:
+    """A trace decided in pieces (its root's piece still on the way): the downstream service's SERVER
+    span (remote parent) is a root, a span whose missing parent is in its own process is not."""
+    spans = [rec(1, 3, 2, SpanKind.SERVER, RES_B, remote=True, name="GET /b"),
+             rec(1, 4, 3, SpanKind.CLIENT, RES_B, remote=False, name="SELECT"),
+             rec(1, 7, 1, SpanKind.CLIENT, RES_A, remote=False, name="SELECT a"),
+             rec(1, 8, 5, SpanKind.INTERNAL, RES_A, remote=None, name="unknown flags")]
+    laps = split_laps(spans, "trace", compile_lap_rules(()))
+    assert sorted(f.root.name for f in laps) == ["GET /b", "unknown flags"]
+    assert [s.span_id for f in laps if f.root.name == "GET /b" for s in f.spans] == [4]

@@ -5,7 +5,9 @@ and which spans belong to each lap (SPEC.md Part 2, "Lap scope and identity").
 in another process) of kind SERVER/CONSUMER, or a span marked by code or a lap rule; a lap holds every
 descendant in its own process, nested laps included. Offline, "another process" means a parent known to
 be remote (OTLP ``flags``), with a different resource, or absent from the input. ``trace`` scope gives
-one lap per trace root holding every descendant, across services.
+one lap per trace root holding every descendant, across services; a span whose parent is absent but
+known to be in the same process is a fragment of a trace whose piece with the root has not arrived, and
+gives no lap of its own.
 """
 
 from __future__ import annotations
@@ -58,7 +60,9 @@ def split_laps(records: Sequence[SpanRecord], scope: Literal["service", "trace"]
     for r in by_id.values():
         if scope == "trace":
             parent_known = r.parent_id is not None and r.parent_id in by_id and r.parent_id != r.span_id
-            if not parent_known:
+            # A span whose absent parent is known (OTLP flags) to be in its own process is a fragment,
+            # not a trace root: its process's root has not arrived (or was dropped), so no lap.
+            if not parent_known and not (r.parent_remote is False and r.parent_id not in (None, r.span_id)):
                 roots.append((r, None))
             continue
         attrs = r.attributes
