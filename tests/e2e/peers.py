@@ -843,9 +843,14 @@ def peer_stack(workdir: Path, collector_config: str | Path = "gateway.yaml") -> 
         stack.stop()
 
 
-def assert_dashboards_have_data(prom: Prometheus, service: str, rate_interval: str, deadline: float) -> None:
+def assert_dashboards_have_data(prom: Prometheus, service: str, rate_interval: str, deadline: float,
+                                keep_alive: Callable[[], None] | None = None) -> None:
     """Every PromQL expression of the shipped dashboards, and every template variable query, returns
-    data for ``service`` within ``deadline`` seconds (AssertionError naming the ones that don't)."""
+    data for ``service`` within ``deadline`` seconds (AssertionError naming the ones that don't).
+
+    ``rate()`` panels show data only while their series increase inside the rate window, as on a real
+    dashboard: ``keep_alive`` (called at most once a second while waiting) keeps the traffic flowing, so
+    a slow machine that reaches this check after the window has passed still sees live data."""
     import promql
 
     subs = promql.Substitutions(service=[service], rate_interval=rate_interval, range="5m")
@@ -853,7 +858,15 @@ def assert_dashboards_have_data(prom: Prometheus, service: str, rate_interval: s
     assert len(queries) >= 10, queries
     pending = {q.expr: q for q in queries}
 
+    last_push = [time.monotonic()]
+
+    def push() -> None:
+        if keep_alive is not None and time.monotonic() - last_push[0] >= 1.0:
+            last_push[0] = time.monotonic()
+            keep_alive()
+
     def all_have_data() -> bool:
+        push()
         for expr in list(pending):
             if promql.has_data(prom.query(expr)):
                 del pending[expr]

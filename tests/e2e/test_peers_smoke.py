@@ -63,7 +63,13 @@ def test_trace_and_metrics_reach_jaeger_and_prometheus(peer_stack: peers.PeerSta
         assert service in jaeger.services()
 
         # --- Prometheus: every dashboard expression returns data ----------------------------------
-        peers.assert_dashboards_have_data(prom, service, rate_interval="1m", deadline=DEADLINE)
+        def more_traffic() -> None:
+            telemetry.record_laps()
+            telemetry.lap_trace("faf score")
+            telemetry.flush()
+
+        peers.assert_dashboards_have_data(prom, service, rate_interval="1m", deadline=DEADLINE,
+                                          keep_alive=more_traffic)
     except BaseException:
         print(peer_stack.logs())
         raise
