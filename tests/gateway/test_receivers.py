@@ -86,10 +86,12 @@ def test_sdk_exporters_over_grpc_and_http_give_one_annotated_lap_per_trace(tmp_p
                            traces=3)
         wait_for(lambda: len(laps_of(sink.snapshot())) == 3 and len(sink.snapshot()) == 12,
                    what="12 spans and 3 laps at the sink")
-        # The lap metrics are a deferred sink: they follow shortly after the laps.
+        # The lap metrics are a deferred sink: they follow shortly after the laps; an exporter counts
+        # sent spans once its export call has returned, just after the sink has them.
         metrics = wait_for(lambda: (text := scrape(gw.telemetry.prometheus_port)) and metric_value(
             text, "chronograph_lap_duration_milliseconds_count", chronograph_command="GET /checkout") == 3
-            and text, what="the lap metrics")
+            and metric_value(text, "chronograph_gateway_export_sent_spans_total", exporter="otlp_grpc") >= 12
+            and text, what="the lap metrics and the sent spans")
     spans = sink.snapshot()
     for tid in ids:
         in_trace = [s for s in spans if s["trace_id"] == tid]
