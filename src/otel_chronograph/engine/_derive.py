@@ -127,10 +127,6 @@ def status_for(lap_ms: float, green_ms: float, yellow_ms: float) -> Status:
     return "RED"
 
 
-def _hex_span(span_id: int) -> str:
-    return format(span_id, "016x")
-
-
 def _exception_message(root: SpanRecord, spans: Iterable[SpanRecord]) -> str | None:
     """The first recorded exception's message, for an error lap whose status has no description."""
     sources: list[Sequence[Any]] = [root.events, *(s.events for s in spans)]
@@ -253,17 +249,21 @@ def _splits(tree: _Tree) -> tuple[list[str], dict[str, int], int]:
     return names, sectors_ns, (r_end - r_start) - union_ns(covered)
 
 
-_Shares = tuple[list[str], dict[str, int], int, dict[str, int], int, dict[int, SpanRecord]]
+_Shares = tuple[list[str], dict[str, int], int, dict[str, int], int, dict[int, SpanRecord],
+                list[str | None]]
+_MAX_SPAN_ID = 0xFFFF_FFFF_FFFF_FFFF  # ids above print longer than 16 hex digits: text order differs
 
 
 def _flat(root_id: int, r_start: int, r_end: int, spans: Sequence[SpanRecord],
           sector_of: Callable[[SpanRecord], str | None]) -> _Shares | None:
     """Steps 1-4 at once for the common lap, every span a direct child of the root (no parent chain to
     walk, each window is the span clipped to the lap): (sector names, sector unions, other time,
-    critical-path time per sector, critical-path other time, spans by id); None for any other shape,
-    which the general steps handle. Same integers as the general steps (tests/core/test_properties.py).
+    critical-path time per sector, critical-path other time, spans by id, each span's sector in the
+    same order, for the timeline); None for any other shape, which the general steps handle. Same
+    integers as the general steps (tests/core/test_properties.py).
     """
     span_of: dict[int, SpanRecord] = {}
+    own: list[str | None] = []
     first_start: dict[str, int] = {}
     per_sector: dict[str, list[tuple[int, int]]] = {}
     covered: list[tuple[int, int]] = []
@@ -279,6 +279,7 @@ def _flat(root_id: int, r_start: int, r_end: int, spans: Sequence[SpanRecord],
         st = s.start_time or r_start
         en = s.end_time or st
         name = sector_of(s)
+        own.append(name)
         a = st if st > r_start else r_start
         b = en if en < r_end else r_end
         if b > a:
@@ -317,7 +318,7 @@ def _flat(root_id: int, r_start: int, r_end: int, spans: Sequence[SpanRecord],
         cursor = a
     if cursor > r_start:
         cp_other += cursor - r_start
-    return names, sectors_ns, other_ns, cp_ns, cp_other, span_of
+    return names, sectors_ns, other_ns, cp_ns, cp_other, span_of, own
 
 
 def _critical_shares(tree: _Tree) -> tuple[dict[str, int], int]:
@@ -345,19 +346,33 @@ def _number(value: Any) -> float | None:
         return None
 
 
+def _ordered(events: list[LapEvent], rows: list[SectorSpan], resort: bool
+             ) -> tuple[list[LapEvent], list[SectorSpan]]:
+    """Events in time order (stable: per span, in the span's own order); rows in start order (then
+    id), a waterfall's order. Rows come in raw start order: the same unless a span was clipped to the
+    lap's start or has an id longer than 16 hex digits (``resort``)."""
+    if len(events) > 1:
+        events.sort(key=lambda e: e.timestamp_ns)
+    if resort and len(rows) > 1:
+        rows.sort(key=lambda r: (r.start_ns, r.span_id))
+    return events, rows
+
+
 class _Timeline:
-    """A lap's events and span rows, built on first use (the span tree too, after the fast path).
+    """A lap's events and span rows, built on first use.
 
     Once built, it lets go of the spans: a lap kept by a sink (the flight recorder keeps thousands)
-    then holds its timeline, not every span record and SDK span it was derived from.
+    then holds its timeline, not every span record and SDK span it was derived from. A flat lap keeps
+    what the fast path found (spans by id, their sectors) so the timeline needs no span tree.
     """
 
     __slots__ = ("built", "deriver", "source")
 
-    def __init__(self, deriver: Deriver, root: SpanRecord, spans: Sequence[SpanRecord],
-                 tree: _Tree | None) -> None:
+    def __init__(self, deriver: Deriver, root: SpanRecord, root_hex: str, tree: _Tree | None,
+                 span_of: dict[int, SpanRecord], own: list[str | None]) -> None:
         self.deriver = deriver
-        self.source: tuple[SpanRecord, Sequence[SpanRecord], _Tree | None] | None = (root, spans, tree)
+        self.source: tuple[SpanRecord, str, _Tree | None, dict[int, SpanRecord], list[str | None]] | None = (
+            root, root_hex, tree, span_of, own)
         self.built: tuple[list[LapEvent], list[SectorSpan]] | None = None
 
     def _build(self) -> tuple[list[LapEvent], list[SectorSpan]]:
@@ -367,11 +382,12 @@ class _Timeline:
             if source is None:  # built by another thread meanwhile (it sets ``built`` first)
                 assert self.built is not None
                 return self.built
-            root, spans, tree = source
+            root, root_hex, tree, span_of, own = source
             if tree is None:
-                r_end = root.end_time if root.end_time > root.start_time else root.start_time
-                tree = self.deriver._tree(root.span_id, root.start_time, r_end, spans)
-            built = self.built = self.deriver._timeline(root, tree)
+                built = self.deriver._flat_timeline(root, root_hex, span_of, own)
+            else:
+                built = self.deriver._timeline(root, tree)
+            self.built = built
             self.source = None
         return built
 
@@ -485,13 +501,14 @@ class Deriver:
             r_end = r_start
         shares = _flat(root_id, r_start, r_end, spans, self.sector_of)
         tree: _Tree | None = None
+        own: list[str | None] = []
         if shares is None:
             tree = self._tree(root_id, r_start, r_end, spans)
             names, sectors_ns, other_ns = _splits(tree)
             cp_ns, cp_other = _critical_shares(tree)
             span_of = tree.span_of
         else:
-            names, sectors_ns, other_ns, cp_ns, cp_other, span_of = shares
+            names, sectors_ns, other_ns, cp_ns, cp_other, span_of, own = shares
         cmd, tier, customer, score, session = self._identify(root, command, context)
 
         # Step 6: status.
@@ -505,9 +522,9 @@ class Deriver:
         if error and not error_message:
             error_message = _exception_message(root, span_of.values())
 
-        timeline = _Timeline(self, root, spans, tree)
+        hex_id = f"{root_id:016x}"
+        timeline = _Timeline(self, root, hex_id, tree, span_of, own)
         service = root.resource.get("service.name") if root.resource else None
-        hex_id = _hex_span(root_id)
         return Lap(
             request_id="req_" + hex_id,
             trace_id=format(root.trace_id, "032x"),
@@ -552,23 +569,57 @@ class Deriver:
         if root.events:
             self._events(root.events, None, root.name, r_start, events, limit)
         span_of = tree.span_of
+        hexes = {tree.root_id: f"{tree.root_id:016x}"}
+        order = sorted((raw[sid][0], sid) for sid in span_of)
+        for _, sid in order:
+            hexes[sid] = f"{sid:016x}"
+        resort = False
         # Visit spans in start order (then id): events at the same instant come out in the same order
         # whatever order the spans arrived in.
-        for sid in sorted(span_of, key=lambda i: (raw[i][0], i)):
+        for _, sid in order:
             s = span_of[sid]
             st, en = raw[sid]
-            a = st if st > r_start else r_start
+            if st < r_start or sid > _MAX_SPAN_ID:
+                resort = True
             b = en if en < r_end else r_end
-            rows.append(SectorSpan(sector[sid], s.name, _hex_span(sid), _hex_span(parent_of[sid]),
-                                   a, b if b > a else a, s.error))
+            a = st if st > r_start else r_start
+            name = sector[sid]
+            rows.append(SectorSpan(name, s.name, hexes[sid], hexes[parent_of[sid]], a, b if b > a else a,
+                                   s.error))
             ev = s.events
             if ev:
-                self._events(ev, sector[sid], s.name, r_start, events, limit)
-        if len(events) > 1:
-            events.sort(key=lambda e: e.timestamp_ns)  # stable: per span, in the span's own order
-        # Start order (then id): a waterfall's order, and the same whatever order the spans arrived in.
-        rows.sort(key=lambda r: (r.start_ns, r.span_id))
-        return events, rows
+                self._events(ev, name, s.name, r_start, events, limit)
+        return _ordered(events, rows, resort)
+
+    def _flat_timeline(self, root: SpanRecord, root_hex: str, span_of: dict[int, SpanRecord],
+                       own: list[str | None]) -> tuple[list[LapEvent], list[SectorSpan]]:
+        """What :meth:`_timeline` builds, for a lap the fast path derived (every span a child of the
+        root, ``own`` their sectors in ``span_of``'s order): no span tree to build."""
+        rows = []
+        events: list[LapEvent] = []
+        limit = self._max_events
+        r_start, r_end = root.start_time, root.end_time
+        if r_end < r_start:
+            r_end = r_start
+        if root.events:
+            self._events(root.events, None, root.name, r_start, events, limit)
+        # (start, id) pairs are unique (ids are), so sorting never compares the records.
+        order = [(s.start_time or r_start, sid, s, name) for (sid, s), name in zip(span_of.items(), own,
+                                                                                   strict=True)]
+        if len(order) > 1:
+            order.sort()
+        resort = False
+        for st, sid, s, name in order:
+            en = s.end_time or st
+            if st < r_start or sid > _MAX_SPAN_ID:
+                resort = True
+            b = en if en < r_end else r_end
+            a = st if st > r_start else r_start
+            rows.append(SectorSpan(name, s.name, f"{sid:016x}", root_hex, a, b if b > a else a, s.error))
+            ev = s.events
+            if ev:
+                self._events(ev, name, s.name, r_start, events, limit)
+        return _ordered(events, rows, resort)
 
     def _events(self, source: Sequence[Any], sector: str | None, span_name: str, r_start: int,
                 out: list[LapEvent], limit: int) -> None:
