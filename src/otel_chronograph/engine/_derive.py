@@ -346,15 +346,23 @@ def _number(value: Any) -> float | None:
         return None
 
 
-def _ordered(events: list[LapEvent], rows: list[SectorSpan], resort: bool
-             ) -> tuple[list[LapEvent], list[SectorSpan]]:
+_Row = tuple[str | None, str, int, int, int, int, bool]  # a SectorSpan's fields, ids as integers
+_Built = tuple[list[LapEvent], list[_Row]]
+
+
+def _sector_span(sector: str | None, name: str, span_id: int, parent_id: int, start_ns: int, end_ns: int,
+                 error: bool) -> SectorSpan:
+    return SectorSpan(sector, name, f"{span_id:016x}", f"{parent_id:016x}", start_ns, end_ns, error)
+
+
+def _ordered(events: list[LapEvent], rows: list[_Row], resort: bool) -> _Built:
     """Events in time order (stable: per span, in the span's own order); rows in start order (then
     id), a waterfall's order. Rows come in raw start order: the same unless a span was clipped to the
     lap's start or has an id longer than 16 hex digits (``resort``)."""
     if len(events) > 1:
         events.sort(key=lambda e: e.timestamp_ns)
     if resort and len(rows) > 1:
-        rows.sort(key=lambda r: (r.start_ns, r.span_id))
+        rows.sort(key=lambda r: (r[4], f"{r[2]:016x}"))
     return events, rows
 
 
@@ -362,40 +370,42 @@ class _Timeline:
     """A lap's events and span rows, built on first use.
 
     Once built, it lets go of the spans: a lap kept by a sink (the flight recorder keeps thousands)
-    then holds its timeline, not every span record and SDK span it was derived from. A flat lap keeps
-    what the fast path found (spans by id, their sectors) so the timeline needs no span tree.
+    then holds its timeline, not every span record and SDK span it was derived from. Rows are kept as
+    plain tuples (the garbage collector stops tracking them) until someone reads ``lap.spans``. A flat
+    lap keeps what the fast path found (spans by id, their sectors) so the timeline needs no span tree.
     """
 
     __slots__ = ("built", "deriver", "source")
 
-    def __init__(self, deriver: Deriver, root: SpanRecord, root_hex: str, tree: _Tree | None,
+    def __init__(self, deriver: Deriver, root: SpanRecord, root_id: int, tree: _Tree | None,
                  span_of: dict[int, SpanRecord], own: list[str | None]) -> None:
         self.deriver = deriver
-        self.source: tuple[SpanRecord, str, _Tree | None, dict[int, SpanRecord], list[str | None]] | None = (
-            root, root_hex, tree, span_of, own)
-        self.built: tuple[list[LapEvent], list[SectorSpan]] | None = None
+        self.source: tuple[SpanRecord, int, _Tree | None, dict[int, SpanRecord], list[str | None]] | None = (
+            root, root_id, tree, span_of, own)
+        self.built: _Built | None = None
 
-    def _build(self) -> tuple[list[LapEvent], list[SectorSpan]]:
+    def _build(self) -> _Built:
         built = self.built
         if built is None:
             source = self.source
             if source is None:  # built by another thread meanwhile (it sets ``built`` first)
                 assert self.built is not None
                 return self.built
-            root, root_hex, tree, span_of, own = source
+            root, root_id, tree, span_of, own = source
             if tree is None:
-                built = self.deriver._flat_timeline(root, root_hex, span_of, own)
+                built = self.deriver._flat_timeline(root, root_id, span_of, own)
             else:
                 built = self.deriver._timeline(root, tree)
             self.built = built
             self.source = None
         return built
 
-    def events(self) -> list[LapEvent]:
-        return self._build()[0]
+    def events(self) -> list[LapEvent] | tuple[tuple[tuple[Any, ...], ...], Callable[..., LapEvent]]:
+        events = self._build()[0]
+        return events if events else ((), LapEvent)
 
-    def rows(self) -> list[SectorSpan]:
-        return self._build()[1]
+    def rows(self) -> tuple[tuple[_Row, ...], Callable[..., SectorSpan]]:
+        return tuple(self._build()[1]), _sector_span
 
 
 class Deriver:
@@ -523,7 +533,7 @@ class Deriver:
             error_message = _exception_message(root, span_of.values())
 
         hex_id = f"{root_id:016x}"
-        timeline = _Timeline(self, root, hex_id, tree, span_of, own)
+        timeline = _Timeline(self, root, root_id, tree, span_of, own)
         service = root.resource.get("service.name") if root.resource else None
         return Lap(
             request_id="req_" + hex_id,
@@ -559,9 +569,9 @@ class Deriver:
         _inherit(tree, _index(tree, spans, self.sector_of))
         return tree
 
-    def _timeline(self, root: SpanRecord, tree: _Tree) -> tuple[list[LapEvent], list[SectorSpan]]:
+    def _timeline(self, root: SpanRecord, tree: _Tree) -> _Built:
         """Span rows (clipped to the lap) and span events in time order, for timelines and flamegraphs."""
-        rows = []
+        rows: list[_Row] = []
         events: list[LapEvent] = []
         limit = self._max_events
         r_start, r_end = tree.r_start, tree.r_end
@@ -569,33 +579,28 @@ class Deriver:
         if root.events:
             self._events(root.events, None, root.name, r_start, events, limit)
         span_of = tree.span_of
-        hexes = {tree.root_id: f"{tree.root_id:016x}"}
-        order = sorted((raw[sid][0], sid) for sid in span_of)
-        for _, sid in order:
-            hexes[sid] = f"{sid:016x}"
         resort = False
         # Visit spans in start order (then id): events at the same instant come out in the same order
         # whatever order the spans arrived in.
-        for _, sid in order:
+        for st, sid in sorted((raw[sid][0], sid) for sid in span_of):
             s = span_of[sid]
-            st, en = raw[sid]
+            en = raw[sid][1]
             if st < r_start or sid > _MAX_SPAN_ID:
                 resort = True
             b = en if en < r_end else r_end
             a = st if st > r_start else r_start
             name = sector[sid]
-            rows.append(SectorSpan(name, s.name, hexes[sid], hexes[parent_of[sid]], a, b if b > a else a,
-                                   s.error))
+            rows.append((name, s.name, sid, parent_of[sid], a, b if b > a else a, s.error))
             ev = s.events
             if ev:
                 self._events(ev, name, s.name, r_start, events, limit)
         return _ordered(events, rows, resort)
 
-    def _flat_timeline(self, root: SpanRecord, root_hex: str, span_of: dict[int, SpanRecord],
-                       own: list[str | None]) -> tuple[list[LapEvent], list[SectorSpan]]:
+    def _flat_timeline(self, root: SpanRecord, root_id: int, span_of: dict[int, SpanRecord],
+                       own: list[str | None]) -> _Built:
         """What :meth:`_timeline` builds, for a lap the fast path derived (every span a child of the
         root, ``own`` their sectors in ``span_of``'s order): no span tree to build."""
-        rows = []
+        rows: list[_Row] = []
         events: list[LapEvent] = []
         limit = self._max_events
         r_start, r_end = root.start_time, root.end_time
@@ -615,7 +620,7 @@ class Deriver:
                 resort = True
             b = en if en < r_end else r_end
             a = st if st > r_start else r_start
-            rows.append(SectorSpan(name, s.name, f"{sid:016x}", root_hex, a, b if b > a else a, s.error))
+            rows.append((name, s.name, sid, root_id, a, b if b > a else a, s.error))
             ev = s.events
             if ev:
                 self._events(ev, name, s.name, r_start, events, limit)

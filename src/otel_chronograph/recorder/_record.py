@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
-from .._lap import Lap, LapEvent, SectorSpan
+from .._lap import Lap, LapEvent, Lazy, SectorSpan
 from .._vocab import NS_PER_MS as _NS_PER_MS
 from .._vocab import iso_timestamp
 
@@ -305,11 +305,22 @@ def _within(lap: Lap) -> tuple[bool, list[int]]:
     for name in lap.critical_path:
         if len(name) > limit:
             ok = False
-    for span in lap.spans:
-        if len(span.name) > limit or (span.sector is not None and len(span.sector) > limit):
-            ok = False
-    sizes = []
-    for e in lap.events:
+    spans = lap.spans
+    rows = spans.compact() if isinstance(spans, Lazy) else None
+    if rows is not None:  # not made into SectorSpans yet (maybe never): read the tuples
+        for row in rows:  # (sector, name, ...): SectorSpan's field order
+            sector = row[0]
+            if len(row[1]) > limit or (sector is not None and len(sector) > limit):
+                ok = False
+    else:
+        for span in spans:
+            if len(span.name) > limit or (span.sector is not None and len(span.sector) > limit):
+                ok = False
+    sizes: list[int] = []
+    events = lap.events
+    if isinstance(events, Lazy) and events.compact() == ():
+        return ok, sizes
+    for e in events:
         if len(e.name) > limit or len(e.span_name) > limit or (
                 e.sector is not None and len(e.sector) > limit):
             ok = False
