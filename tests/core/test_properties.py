@@ -227,6 +227,25 @@ def test_the_flat_fast_path_derives_what_the_general_steps_derive(
     assert [e.timestamp_ns for e in fast.events] == sorted(e.timestamp_ns for e in fast.events)
 
 
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tree=flat_trees(), as_=st.sampled_from((str, lambda v: [v, "x"], lambda v: (v,), len)))
+def test_the_flat_fast_path_reads_any_sector_value_like_sector_of(
+        monkeypatch: pytest.MonkeyPatch, tree: Tree, as_: Any) -> None:
+    """Without sector rules the fast path reads ``chronograph.sector`` itself: a text as it is, any
+    other value (a sequence, a number) the way ``sector_of`` does."""
+    r = root(0, tree.lap)
+    spans = [mk(f"n{x.sid}", x.sid, x.parent, x.start, x.end,
+                attributes={"chronograph.sector": as_(x.sector)} if x.sector else {}) for x in tree.nodes]
+    d = deriver()
+    fast = d.derive(r, spans)
+    with monkeypatch.context() as m:
+        general_only(m)
+        slow = d.derive(r, spans)
+    assert list(fast.sectors.items()) == list(slow.sectors.items())
+    assert list(fast.critical_path.items()) == list(slow.critical_path.items())
+    assert list(fast.spans) == list(slow.spans)
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.integers(0, 10**12), st.integers(1, 10**9), st.lists(st.tuples(st.integers(0, 10**12),
                                                                           st.integers(0, 10**9)), max_size=8))

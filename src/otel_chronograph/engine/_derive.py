@@ -8,6 +8,7 @@ identity, status and cost. Works on :class:`SpanRecord` only, so every source de
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import fields
 from decimal import Decimal
 from typing import Any
 
@@ -255,12 +256,13 @@ _MAX_SPAN_ID = 0xFFFF_FFFF_FFFF_FFFF  # ids above print longer than 16 hex digit
 
 
 def _flat(root_id: int, r_start: int, r_end: int, spans: Sequence[SpanRecord],
-          sector_of: Callable[[SpanRecord], str | None]) -> _Shares | None:
+          sector_of: Callable[[SpanRecord], str | None], rules: bool = True) -> _Shares | None:
     """Steps 1-4 at once for the common lap, every span a direct child of the root (no parent chain to
     walk, each window is the span clipped to the lap): (sector names, sector unions, other time,
     critical-path time per sector, critical-path other time, spans by id, each span's sector in the
     same order, for the timeline); None for any other shape, which the general steps handle. Same
-    integers as the general steps (tests/core/test_properties.py).
+    integers as the general steps (tests/core/test_properties.py). Without sector ``rules`` a span's
+    sector is its ``chronograph.sector`` text, read here (``sector_of`` only for other values).
     """
     span_of: dict[int, SpanRecord] = {}
     own: list[str | None] = []
@@ -278,7 +280,13 @@ def _flat(root_id: int, r_start: int, r_end: int, spans: Sequence[SpanRecord],
         span_of[sid] = s
         st = s.start_time or r_start
         en = s.end_time or st
-        name = sector_of(s)
+        if rules:
+            name = sector_of(s)
+        else:
+            attrs = s.attributes
+            name = attrs.get(SECTOR_ATTR) if attrs else None
+            if name is not None and name.__class__ is not str:
+                name = sector_of(s)
         own.append(name)
         a = st if st > r_start else r_start
         b = en if en < r_end else r_end
@@ -408,6 +416,14 @@ class _Timeline:
         return tuple(self._build()[1]), _sector_span
 
 
+_LAP_FIELDS = ("request_id", "trace_id", "span_id", "command", "timestamp", "start_ns", "end_ns", "lap_ms",
+               "other_ms", "sectors", "critical_path", "critical_other_ms", "status", "error", "tier",
+               "customer", "score", "cost", "events", "spans", "error_message", "session_id",
+               "service_name", "span_count", "truncated")
+if tuple(f.name for f in fields(Lap)) != _LAP_FIELDS:  # pragma: no cover - derive passes them in order
+    raise ImportError("otel_chronograph: Lap's fields changed; update Deriver.derive")
+
+
 class Deriver:
     """Holds what the config fixes (rules, thresholds, rate card) so each derivation is just arithmetic."""
 
@@ -415,6 +431,9 @@ class Deriver:
         self._sector_for = compile_sector_rules(config.sectors.rules)
         self._has_sector_rules = bool(config.sectors.rules)
         self._status = config.status
+        # Fixed by the config like the rates below: one dict lookup per lap, not a model method call.
+        self._default_thresholds = (config.status.green_ms, config.status.yellow_ms)
+        self._thresholds = {cmd: config.status.thresholds(cmd) for cmd in config.status.commands}
         billing = config.billing
         self._tiers = dict(billing.tiers)
         self._rates = dict(billing.rates)
@@ -509,7 +528,7 @@ class Deriver:
         r_start, r_end = root.start_time, root.end_time
         if r_end < r_start:
             r_end = r_start
-        shares = _flat(root_id, r_start, r_end, spans, self.sector_of)
+        shares = _flat(root_id, r_start, r_end, spans, self.sector_of, self._has_sector_rules)
         tree: _Tree | None = None
         own: list[str | None] = []
         if shares is None:
@@ -523,7 +542,8 @@ class Deriver:
 
         # Step 6: status.
         lap_ms = (r_end - r_start) / _NS_PER_MS
-        green, yellow = self._status.thresholds(cmd)
+        green, yellow = self._thresholds.get(cmd, self._default_thresholds) if self._thresholds else (
+            self._default_thresholds)
         status = status_for(lap_ms, green, yellow)
         error = root.error
         error_message = root.status_message if error else None
@@ -535,32 +555,34 @@ class Deriver:
         hex_id = f"{root_id:016x}"
         timeline = _Timeline(self, root, root_id, tree, span_of, own)
         service = root.resource.get("service.name") if root.resource else None
+        # Positional (the field order is checked at import, _LAP_FIELDS): 25 keywords cost more
+        # than the rest of this method's own work.
         return Lap(
-            request_id="req_" + hex_id,
-            trace_id=format(root.trace_id, "032x"),
-            span_id=hex_id,
-            command=cmd,
-            timestamp=r_start // _NS_PER_MS,
-            start_ns=r_start,
-            end_ns=r_end,
-            lap_ms=lap_ms,
-            other_ms=other_ns / _NS_PER_MS,
-            sectors={n: v / _NS_PER_MS for n, v in sectors_ns.items()},
-            critical_path={n: cp_ns[n] / _NS_PER_MS for n in names if n in cp_ns},
-            critical_other_ms=cp_other / _NS_PER_MS,
-            status=status,
-            error=error,
-            tier=tier,
-            customer=customer,
-            score=score,
-            cost=self.cost(cmd, tier),  # step 7: price
-            events=Lazy(timeline.events),
-            spans=Lazy(timeline.rows),
-            error_message=error_message,
-            session_id=session,
-            service_name=str(service) if service else None,
-            span_count=len(span_of) + 1,
-            truncated=truncated,
+            "req_" + hex_id,  # request_id
+            format(root.trace_id, "032x"),  # trace_id
+            hex_id,  # span_id
+            cmd,  # command
+            r_start // _NS_PER_MS,  # timestamp
+            r_start,  # start_ns
+            r_end,  # end_ns
+            lap_ms,
+            other_ns / _NS_PER_MS,  # other_ms
+            {n: v / _NS_PER_MS for n, v in sectors_ns.items()} if sectors_ns else {},  # sectors
+            {n: cp_ns[n] / _NS_PER_MS for n in names if n in cp_ns} if cp_ns else {},  # critical_path
+            cp_other / _NS_PER_MS,  # critical_other_ms
+            status,
+            error,
+            tier,
+            customer,
+            score,
+            self.cost(cmd, tier),  # cost, step 7: price
+            Lazy(timeline.events),  # events
+            Lazy(timeline.rows),  # spans
+            error_message,
+            session,  # session_id
+            str(service) if service else None,  # service_name
+            len(span_of) + 1,  # span_count
+            truncated,
         )
 
     def _tree(self, root_id: int, r_start: int, r_end: int, spans: Sequence[SpanRecord]) -> _Tree:
