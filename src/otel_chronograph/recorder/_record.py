@@ -289,16 +289,15 @@ def _cut_opt(text: str | None, limit: int = MAX_NAME_CHARS) -> str | None:
     return None if text is None else _cut(text, limit)
 
 
-def _long(text: str | None, limit: int = MAX_NAME_CHARS) -> bool:
-    return text is not None and len(text) > limit
-
-
 def _within(lap: Lap) -> tuple[bool, list[int]]:
     """(whether ``lap`` is within every bound, each event's details size): one pass, few calls."""
     limit = MAX_NAME_CHARS
-    ok = not (len(lap.command) > limit or len(lap.tier) > limit or _long(lap.session_id)
-              or _long(lap.service_name) or _long(lap.customer)
-              or _long(lap.error_message, MAX_MESSAGE_CHARS))
+    session, service, customer, message = lap.session_id, lap.service_name, lap.customer, lap.error_message
+    ok = not (len(lap.command) > limit or len(lap.tier) > limit
+              or (session is not None and len(session) > limit)
+              or (service is not None and len(service) > limit)
+              or (customer is not None and len(customer) > limit)
+              or (message is not None and len(message) > MAX_MESSAGE_CHARS))
     for name in lap.sectors:
         if len(name) > limit:
             ok = False
