@@ -121,3 +121,19 @@ def test_a_derived_lap_is_checked_from_its_compact_rows_and_cut_like_any_other()
         assert all(len(s.name) < MAX_NAME_CHARS + 40 and len(s.sector or "") < MAX_NAME_CHARS + 40
                    for s in kept.spans)
         assert [s.name[:1] for s in kept.spans] == [span_name[:1]]
+
+
+def test_a_lap_document_is_the_same_from_compact_rows_and_from_span_rows() -> None:
+    """The SQLite writer encodes laps whose rows were never made into SectorSpans from the tuples:
+    the document is the one the SectorSpans give (flat and nested laps, an id over 16 hex digits)."""
+    from ..core.helpers import ROOT_ID, deriver, mk, root, sec
+
+    for spans in ([sec("a", 1, ROOT_ID, 1, 5), mk("q", 2, ROOT_ID, 2, 3)],
+                  [sec("a", 1, ROOT_ID, -1, 5), mk("q", 2**64 + 5, 1, 2, 3), mk("r", 3, None, 4, 20)]):
+        lap = deriver().derive(root(0, 10), spans)
+        assert lap.spans.compact() is not None  # type: ignore[attr-defined]
+        compact_doc = encode_lap(lap)
+        assert lap.spans.compact() is not None  # type: ignore[attr-defined]  # still not made
+        assert list(lap.spans)  # made now
+        assert encode_lap(lap) == compact_doc
+        assert decode_lap(compact_doc).spans == list(lap.spans)

@@ -8,7 +8,7 @@ keeps laps, not records). Laps also travel through SQLite as a compact JSON docu
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
@@ -212,7 +212,7 @@ def encode_lap(lap: Lap) -> str:
         list(lap.critical_path.items()), lap.critical_other_ms, lap.status, lap.error, lap.tier,
         lap.customer, lap.score, str(lap.cost),
         events,
-        [[s.sector, s.name, s.span_id, s.parent_id, s.start_ns, s.end_ns, s.error] for s in lap.spans],
+        _span_rows(lap.spans),
         lap.error_message, lap.session_id, lap.service_name, lap.span_count, lap.truncated,
     ]
     try:
@@ -220,6 +220,15 @@ def encode_lap(lap: Lap) -> str:
     except (TypeError, ValueError):  # an attribute json can't take (e.g. bytes): stringify it
         doc[19] = [[*ev[:5], {k: _jsonable(v) for k, v in ev[5].items()}] for ev in events]
         return json.dumps(doc, separators=(",", ":"), default=str)
+
+
+def _span_rows(spans: Sequence[SectorSpan]) -> list[list[Any]]:
+    """The document's span rows; from the compact tuples when the SectorSpans were never made (the
+    SQLite writer then makes none for the laps the in-memory LRU keeps)."""
+    rows = spans.compact() if isinstance(spans, Lazy) else None
+    if rows is not None:  # (sector, name, span id, parent id, start, end, error), ids as integers
+        return [[r[0], r[1], f"{r[2]:016x}", f"{r[3]:016x}", r[4], r[5], r[6]] for r in rows]
+    return [[s.sector, s.name, s.span_id, s.parent_id, s.start_ns, s.end_ns, s.error] for s in spans]
 
 
 def decode_lap(text: str | bytes) -> Lap:
