@@ -17,21 +17,53 @@ ResponseFormat = Literal["v1", "v2", "v3"]
 
 
 class Lazy(Sequence[T], Generic[T]):
-    """A read-only list computed on first use: timelines cost nothing for laps no sink looks at."""
+    """A read-only list computed on first use: timelines cost nothing for laps no sink looks at.
 
-    __slots__ = ("_items", "_make")
+    ``make`` returns the items, or ``(compact, item)``: plain tuples and the function that makes an
+    item of one, called on the first read of the items. A sink that keeps thousands of laps (the
+    flight recorder) then keeps tuples the garbage collector stops tracking, not objects it scans on
+    every full pass, and checks what it must from them (:meth:`compact`) without making the items.
+    """
 
-    def __init__(self, make: Callable[[], list[T]]) -> None:
-        self._make: Callable[[], list[T]] | None = make
+    __slots__ = ("_compact", "_item", "_items", "_make")
+
+    def __init__(self, make: Callable[[], list[T] | tuple[tuple[tuple[Any, ...], ...], Callable[..., T]]]
+                 ) -> None:
+        self._make: Callable[[], list[T] | tuple[tuple[tuple[Any, ...], ...], Callable[..., T]]] | None = (
+            make)
         self._items: list[T] | None = None
+        self._compact: tuple[tuple[Any, ...], ...] | None = None
+        self._item: Callable[..., T] | None = None
+
+    def _load(self) -> None:
+        make = self._make
+        if make is not None:
+            made = make()
+            if isinstance(made, tuple):
+                self._item = made[1]
+                self._compact = made[0]
+            else:
+                self._items = made
+            self._make = None  # last: another thread seeing it None finds what it made
+
+    def compact(self) -> tuple[tuple[Any, ...], ...] | None:
+        """The items as plain tuples while they are kept that way and not made yet, else None."""
+        if self._make is not None:
+            self._load()
+        compact = self._compact
+        return compact if self._items is None else None
 
     def _get(self) -> list[T]:
         items = self._items
         if items is None:
-            make = self._make
-            items = make() if make is not None else []
-            self._items = items
-            self._make = None
+            if self._make is not None:
+                self._load()
+            compact, item = self._compact, self._item  # read before _items: cleared after it is set
+            items = self._items
+            if items is None:
+                items = [] if compact is None or item is None else [item(*c) for c in compact]
+                self._items = items
+                self._compact = None
         return items
 
     @overload

@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from otel_chronograph import SectorSpan
 from otel_chronograph.engine._derive import (
     command_from_attributes,
     critical_path,
@@ -459,6 +460,24 @@ def test_a_lap_lets_go_of_its_spans_once_its_timeline_is_built(flat: bool) -> No
     gc.collect()
     assert all(r() is None for r in refs)
     assert [s.name for s in lap.spans] == ["a", "q"]
+
+
+def test_span_rows_are_tuples_until_read_then_the_same_objects_every_read() -> None:
+    """Rows are kept compact (tuples the garbage collector stops tracking) until ``lap.spans`` is
+    read; reading makes them once, and in every way they are what a list of SectorSpans would be."""
+    from otel_chronograph._lap import Lazy
+
+    lap = deriver().derive(root(0, 100), [sec("a", 1, R, 10, 50), mk("q", 2, 1, 20, 30)])
+    spans = lap.spans
+    assert isinstance(spans, Lazy)
+    assert spans.compact() == (("a", "a", 1, R, 10 * MS + T0, 50 * MS + T0, False),
+                               ("a", "q", 2, 1, 20 * MS + T0, 30 * MS + T0, False))
+    assert lap.events == [] and len(lap.events) == 0
+    first = list(spans)
+    assert spans.compact() is None and list(spans) == first and spans[0] is first[0]
+    assert first == [SectorSpan("a", "a", "0000000000000001", f"{R:016x}", T0 + 10 * MS, T0 + 50 * MS),
+                     SectorSpan("a", "q", "0000000000000002", "0000000000000001", T0 + 20 * MS,
+                                T0 + 30 * MS)]
 
 
 def test_events_from_root_and_descendants_in_time_order() -> None:

@@ -277,7 +277,8 @@ def test_failing_derivation_exports_the_root_unannotated(harness: Harness, monke
     def broken(*a: Any, **k: Any) -> Any:
         raise ValueError("broken rule")
 
-    monkeypatch.setattr(harness.processor.engine.deriver, "sector_of", broken)
+    # A step every derivation runs (a plain chronograph.sector text is read without sector_of).
+    monkeypatch.setattr(harness.processor.engine.deriver, "_identify", broken)
     with harness.lap("cmd") as handle, harness.sector("s"):
         pass
     assert handle.telemetry is None

@@ -20,7 +20,7 @@ from otel_chronograph.engine._derive import Deriver
 from otel_chronograph.sources._sdk import record_of
 
 from .conftest import Harness
-from .helpers import MS, ROOT_ID, T0, deriver, mk, root
+from .helpers import MS, ROOT_ID, T0, deriver, event, mk, root
 
 SECTORS = ("a", "b", "c")
 TOL = 1e-9
@@ -193,13 +193,20 @@ def general_only(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(tree=st.one_of(flat_trees(), trees()), dup=st.booleans(), unset_parent=st.booleans())
+@given(tree=st.one_of(flat_trees(), trees()), dup=st.booleans(), unset_parent=st.booleans(),
+       events=st.booleans())
 def test_the_flat_fast_path_derives_what_the_general_steps_derive(
-        monkeypatch: pytest.MonkeyPatch, tree: Tree, dup: bool, unset_parent: bool) -> None:
+        monkeypatch: pytest.MonkeyPatch, tree: Tree, dup: bool, unset_parent: bool, events: bool) -> None:
     """Same sectors (and order), other time, critical path, span count and timeline, in every shape:
-    duplicates, the root in the list, children without a parent id, spans outside the lap window."""
-    r = root(0, tree.lap)
+    duplicates, the root in the list, children without a parent id, spans outside the lap window,
+    events at the same instant on several spans."""
+    r = root(0, tree.lap, events=(event("r", 0),) if events else ())
     spans = spans_of(tree)
+    if events:
+        spans = [mk(f"n{x.sid}", x.sid, x.parent, x.start, x.end,
+                    attributes={"chronograph.sector": x.sector} if x.sector else {},
+                    events=(event(f"e{x.sid}", max(x.start, 0)), event(f"z{x.sid}", 0)))
+                 for x in tree.nodes]
     if unset_parent and spans:
         spans[0] = mk("orphan", 1, None, tree.nodes[0].start, tree.nodes[0].end)
     if dup and spans:
@@ -215,6 +222,28 @@ def test_the_flat_fast_path_derives_what_the_general_steps_derive(
     assert fast.critical_other_ms == slow.critical_other_ms
     assert fast.span_count == slow.span_count
     assert list(fast.spans) == list(slow.spans) and list(fast.events) == list(slow.events)
+    rows = list(fast.spans)
+    assert rows == sorted(rows, key=lambda r: (r.start_ns, r.span_id))  # a waterfall's order
+    assert [e.timestamp_ns for e in fast.events] == sorted(e.timestamp_ns for e in fast.events)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tree=flat_trees(), as_=st.sampled_from((str, lambda v: [v, "x"], lambda v: (v,), len)))
+def test_the_flat_fast_path_reads_any_sector_value_like_sector_of(
+        monkeypatch: pytest.MonkeyPatch, tree: Tree, as_: Any) -> None:
+    """Without sector rules the fast path reads ``chronograph.sector`` itself: a text as it is, any
+    other value (a sequence, a number) the way ``sector_of`` does."""
+    r = root(0, tree.lap)
+    spans = [mk(f"n{x.sid}", x.sid, x.parent, x.start, x.end,
+                attributes={"chronograph.sector": as_(x.sector)} if x.sector else {}) for x in tree.nodes]
+    d = deriver()
+    fast = d.derive(r, spans)
+    with monkeypatch.context() as m:
+        general_only(m)
+        slow = d.derive(r, spans)
+    assert list(fast.sectors.items()) == list(slow.sectors.items())
+    assert list(fast.critical_path.items()) == list(slow.critical_path.items())
+    assert list(fast.spans) == list(slow.spans)
 
 
 @settings(max_examples=200, deadline=None)

@@ -91,3 +91,49 @@ def test_any_lap_is_bounded_and_bounding_is_stable(events: list[tuple[str, dict[
     assert (bounded is lap) == (len(command) <= MAX_NAME_CHARS and len(span_name) <= MAX_NAME_CHARS
                                 and all(len(name) <= MAX_NAME_CHARS for name, _ in events)
                                 and not bounded.truncated)
+
+
+def test_a_derived_lap_is_checked_from_its_compact_rows_and_cut_like_any_other() -> None:
+    """The engine keeps a lap's span rows as tuples until they are read; the bound check reads those
+    (without making SectorSpans) and still finds long span and sector names."""
+    import gc
+    import weakref
+
+    from otel_chronograph.recorder import FlightStore
+
+    from ..core.helpers import ROOT_ID, deriver, mk, root
+
+    long_name = "n" * 1000
+    for names, cut in (((long_name, None), True), (("q", long_name), True), (("q", "s"), False)):
+        span_name, sector = names
+        spans = [mk(span_name, 1, ROOT_ID, 1, 2, attributes={"chronograph.sector": sector} if sector else {})]
+        ref = weakref.ref(spans[0])
+        lap = deriver().derive(root(0, 10), spans)
+        del spans
+        store = FlightStore()
+        store.add(lap)
+        kept = store.recent_laps(1)[0]
+        assert (kept is not lap) == cut and store.truncated == int(cut)
+        if not cut:
+            assert lap.spans.compact() is not None  # type: ignore[attr-defined]  # rows not made ...
+            gc.collect()
+            assert ref() is None  # ... and the span let go of
+        assert all(len(s.name) < MAX_NAME_CHARS + 40 and len(s.sector or "") < MAX_NAME_CHARS + 40
+                   for s in kept.spans)
+        assert [s.name[:1] for s in kept.spans] == [span_name[:1]]
+
+
+def test_a_lap_document_is_the_same_from_compact_rows_and_from_span_rows() -> None:
+    """The SQLite writer encodes laps whose rows were never made into SectorSpans from the tuples:
+    the document is the one the SectorSpans give (flat and nested laps, an id over 16 hex digits)."""
+    from ..core.helpers import ROOT_ID, deriver, mk, root, sec
+
+    for spans in ([sec("a", 1, ROOT_ID, 1, 5), mk("q", 2, ROOT_ID, 2, 3)],
+                  [sec("a", 1, ROOT_ID, -1, 5), mk("q", 2**64 + 5, 1, 2, 3), mk("r", 3, None, 4, 20)]):
+        lap = deriver().derive(root(0, 10), spans)
+        assert lap.spans.compact() is not None  # type: ignore[attr-defined]
+        compact_doc = encode_lap(lap)
+        assert lap.spans.compact() is not None  # type: ignore[attr-defined]  # still not made
+        assert list(lap.spans)  # made now
+        assert encode_lap(lap) == compact_doc
+        assert decode_lap(compact_doc).spans == list(lap.spans)

@@ -8,6 +8,7 @@ identity, status and cost. Works on :class:`SpanRecord` only, so every source de
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import fields
 from decimal import Decimal
 from typing import Any
 
@@ -125,10 +126,6 @@ def status_for(lap_ms: float, green_ms: float, yellow_ms: float) -> Status:
     if lap_ms < yellow_ms:
         return "YELLOW"
     return "RED"
-
-
-def _hex_span(span_id: int) -> str:
-    return format(span_id, "016x")
 
 
 def _exception_message(root: SpanRecord, spans: Iterable[SpanRecord]) -> str | None:
@@ -253,17 +250,22 @@ def _splits(tree: _Tree) -> tuple[list[str], dict[str, int], int]:
     return names, sectors_ns, (r_end - r_start) - union_ns(covered)
 
 
-_Shares = tuple[list[str], dict[str, int], int, dict[str, int], int, dict[int, SpanRecord]]
+_Shares = tuple[list[str], dict[str, int], int, dict[str, int], int, dict[int, SpanRecord],
+                list[str | None]]
+_MAX_SPAN_ID = 0xFFFF_FFFF_FFFF_FFFF  # ids above print longer than 16 hex digits: text order differs
 
 
 def _flat(root_id: int, r_start: int, r_end: int, spans: Sequence[SpanRecord],
-          sector_of: Callable[[SpanRecord], str | None]) -> _Shares | None:
+          sector_of: Callable[[SpanRecord], str | None], rules: bool = True) -> _Shares | None:
     """Steps 1-4 at once for the common lap, every span a direct child of the root (no parent chain to
     walk, each window is the span clipped to the lap): (sector names, sector unions, other time,
-    critical-path time per sector, critical-path other time, spans by id); None for any other shape,
-    which the general steps handle. Same integers as the general steps (tests/core/test_properties.py).
+    critical-path time per sector, critical-path other time, spans by id, each span's sector in the
+    same order, for the timeline); None for any other shape, which the general steps handle. Same
+    integers as the general steps (tests/core/test_properties.py). Without sector ``rules`` a span's
+    sector is its ``chronograph.sector`` text, read here (``sector_of`` only for other values).
     """
     span_of: dict[int, SpanRecord] = {}
+    own: list[str | None] = []
     first_start: dict[str, int] = {}
     per_sector: dict[str, list[tuple[int, int]]] = {}
     covered: list[tuple[int, int]] = []
@@ -278,7 +280,14 @@ def _flat(root_id: int, r_start: int, r_end: int, spans: Sequence[SpanRecord],
         span_of[sid] = s
         st = s.start_time or r_start
         en = s.end_time or st
-        name = sector_of(s)
+        if rules:
+            name = sector_of(s)
+        else:
+            attrs = s.attributes
+            name = attrs.get(SECTOR_ATTR) if attrs else None
+            if name is not None and name.__class__ is not str:
+                name = sector_of(s)
+        own.append(name)
         a = st if st > r_start else r_start
         b = en if en < r_end else r_end
         if b > a:
@@ -317,7 +326,7 @@ def _flat(root_id: int, r_start: int, r_end: int, spans: Sequence[SpanRecord],
         cursor = a
     if cursor > r_start:
         cp_other += cursor - r_start
-    return names, sectors_ns, other_ns, cp_ns, cp_other, span_of
+    return names, sectors_ns, other_ns, cp_ns, cp_other, span_of, own
 
 
 def _critical_shares(tree: _Tree) -> tuple[dict[str, int], int]:
@@ -345,41 +354,74 @@ def _number(value: Any) -> float | None:
         return None
 
 
+_Row = tuple[str | None, str, int, int, int, int, bool]  # a SectorSpan's fields, ids as integers
+_Built = tuple[list[LapEvent], list[_Row]]
+
+
+def _sector_span(sector: str | None, name: str, span_id: int, parent_id: int, start_ns: int, end_ns: int,
+                 error: bool) -> SectorSpan:
+    return SectorSpan(sector, name, f"{span_id:016x}", f"{parent_id:016x}", start_ns, end_ns, error)
+
+
+def _ordered(events: list[LapEvent], rows: list[_Row], resort: bool) -> _Built:
+    """Events in time order (stable: per span, in the span's own order); rows in start order (then
+    id), a waterfall's order. Rows come in raw start order: the same unless a span was clipped to the
+    lap's start or has an id longer than 16 hex digits (``resort``)."""
+    if len(events) > 1:
+        events.sort(key=lambda e: e.timestamp_ns)
+    if resort and len(rows) > 1:
+        rows.sort(key=lambda r: (r[4], f"{r[2]:016x}"))
+    return events, rows
+
+
 class _Timeline:
-    """A lap's events and span rows, built on first use (the span tree too, after the fast path).
+    """A lap's events and span rows, built on first use.
 
     Once built, it lets go of the spans: a lap kept by a sink (the flight recorder keeps thousands)
-    then holds its timeline, not every span record and SDK span it was derived from.
+    then holds its timeline, not every span record and SDK span it was derived from. Rows are kept as
+    plain tuples (the garbage collector stops tracking them) until someone reads ``lap.spans``. A flat
+    lap keeps what the fast path found (spans by id, their sectors) so the timeline needs no span tree.
     """
 
     __slots__ = ("built", "deriver", "source")
 
-    def __init__(self, deriver: Deriver, root: SpanRecord, spans: Sequence[SpanRecord],
-                 tree: _Tree | None) -> None:
+    def __init__(self, deriver: Deriver, root: SpanRecord, root_id: int, tree: _Tree | None,
+                 span_of: dict[int, SpanRecord], own: list[str | None]) -> None:
         self.deriver = deriver
-        self.source: tuple[SpanRecord, Sequence[SpanRecord], _Tree | None] | None = (root, spans, tree)
-        self.built: tuple[list[LapEvent], list[SectorSpan]] | None = None
+        self.source: tuple[SpanRecord, int, _Tree | None, dict[int, SpanRecord], list[str | None]] | None = (
+            root, root_id, tree, span_of, own)
+        self.built: _Built | None = None
 
-    def _build(self) -> tuple[list[LapEvent], list[SectorSpan]]:
+    def _build(self) -> _Built:
         built = self.built
         if built is None:
             source = self.source
             if source is None:  # built by another thread meanwhile (it sets ``built`` first)
                 assert self.built is not None
                 return self.built
-            root, spans, tree = source
+            root, root_id, tree, span_of, own = source
             if tree is None:
-                r_end = root.end_time if root.end_time > root.start_time else root.start_time
-                tree = self.deriver._tree(root.span_id, root.start_time, r_end, spans)
-            built = self.built = self.deriver._timeline(root, tree)
+                built = self.deriver._flat_timeline(root, root_id, span_of, own)
+            else:
+                built = self.deriver._timeline(root, tree)
+            self.built = built
             self.source = None
         return built
 
-    def events(self) -> list[LapEvent]:
-        return self._build()[0]
+    def events(self) -> list[LapEvent] | tuple[tuple[tuple[Any, ...], ...], Callable[..., LapEvent]]:
+        events = self._build()[0]
+        return events if events else ((), LapEvent)
 
-    def rows(self) -> list[SectorSpan]:
-        return self._build()[1]
+    def rows(self) -> tuple[tuple[_Row, ...], Callable[..., SectorSpan]]:
+        return tuple(self._build()[1]), _sector_span
+
+
+_LAP_FIELDS = ("request_id", "trace_id", "span_id", "command", "timestamp", "start_ns", "end_ns", "lap_ms",
+               "other_ms", "sectors", "critical_path", "critical_other_ms", "status", "error", "tier",
+               "customer", "score", "cost", "events", "spans", "error_message", "session_id",
+               "service_name", "span_count", "truncated")
+if tuple(f.name for f in fields(Lap)) != _LAP_FIELDS:  # pragma: no cover - derive passes them in order
+    raise ImportError("otel_chronograph: Lap's fields changed; update Deriver.derive")
 
 
 class Deriver:
@@ -389,6 +431,9 @@ class Deriver:
         self._sector_for = compile_sector_rules(config.sectors.rules)
         self._has_sector_rules = bool(config.sectors.rules)
         self._status = config.status
+        # Fixed by the config like the rates below: one dict lookup per lap, not a model method call.
+        self._default_thresholds = (config.status.green_ms, config.status.yellow_ms)
+        self._thresholds = {cmd: config.status.thresholds(cmd) for cmd in config.status.commands}
         billing = config.billing
         self._tiers = dict(billing.tiers)
         self._rates = dict(billing.rates)
@@ -483,20 +528,22 @@ class Deriver:
         r_start, r_end = root.start_time, root.end_time
         if r_end < r_start:
             r_end = r_start
-        shares = _flat(root_id, r_start, r_end, spans, self.sector_of)
+        shares = _flat(root_id, r_start, r_end, spans, self.sector_of, self._has_sector_rules)
         tree: _Tree | None = None
+        own: list[str | None] = []
         if shares is None:
             tree = self._tree(root_id, r_start, r_end, spans)
             names, sectors_ns, other_ns = _splits(tree)
             cp_ns, cp_other = _critical_shares(tree)
             span_of = tree.span_of
         else:
-            names, sectors_ns, other_ns, cp_ns, cp_other, span_of = shares
+            names, sectors_ns, other_ns, cp_ns, cp_other, span_of, own = shares
         cmd, tier, customer, score, session = self._identify(root, command, context)
 
         # Step 6: status.
         lap_ms = (r_end - r_start) / _NS_PER_MS
-        green, yellow = self._status.thresholds(cmd)
+        green, yellow = self._thresholds.get(cmd, self._default_thresholds) if self._thresholds else (
+            self._default_thresholds)
         status = status_for(lap_ms, green, yellow)
         error = root.error
         error_message = root.status_message if error else None
@@ -505,35 +552,37 @@ class Deriver:
         if error and not error_message:
             error_message = _exception_message(root, span_of.values())
 
-        timeline = _Timeline(self, root, spans, tree)
+        hex_id = f"{root_id:016x}"
+        timeline = _Timeline(self, root, root_id, tree, span_of, own)
         service = root.resource.get("service.name") if root.resource else None
-        hex_id = _hex_span(root_id)
+        # Positional (the field order is checked at import, _LAP_FIELDS): 25 keywords cost more
+        # than the rest of this method's own work.
         return Lap(
-            request_id="req_" + hex_id,
-            trace_id=format(root.trace_id, "032x"),
-            span_id=hex_id,
-            command=cmd,
-            timestamp=r_start // _NS_PER_MS,
-            start_ns=r_start,
-            end_ns=r_end,
-            lap_ms=lap_ms,
-            other_ms=other_ns / _NS_PER_MS,
-            sectors={n: v / _NS_PER_MS for n, v in sectors_ns.items()},
-            critical_path={n: cp_ns[n] / _NS_PER_MS for n in names if n in cp_ns},
-            critical_other_ms=cp_other / _NS_PER_MS,
-            status=status,
-            error=error,
-            tier=tier,
-            customer=customer,
-            score=score,
-            cost=self.cost(cmd, tier),  # step 7: price
-            events=Lazy(timeline.events),
-            spans=Lazy(timeline.rows),
-            error_message=error_message,
-            session_id=session,
-            service_name=str(service) if service else None,
-            span_count=len(span_of) + 1,
-            truncated=truncated,
+            "req_" + hex_id,  # request_id
+            format(root.trace_id, "032x"),  # trace_id
+            hex_id,  # span_id
+            cmd,  # command
+            r_start // _NS_PER_MS,  # timestamp
+            r_start,  # start_ns
+            r_end,  # end_ns
+            lap_ms,
+            other_ns / _NS_PER_MS,  # other_ms
+            {n: v / _NS_PER_MS for n, v in sectors_ns.items()} if sectors_ns else {},  # sectors
+            {n: cp_ns[n] / _NS_PER_MS for n in names if n in cp_ns} if cp_ns else {},  # critical_path
+            cp_other / _NS_PER_MS,  # critical_other_ms
+            status,
+            error,
+            tier,
+            customer,
+            score,
+            self.cost(cmd, tier),  # cost, step 7: price
+            Lazy(timeline.events),  # events
+            Lazy(timeline.rows),  # spans
+            error_message,
+            session,  # session_id
+            str(service) if service else None,  # service_name
+            len(span_of) + 1,  # span_count
+            truncated,
         )
 
     def _tree(self, root_id: int, r_start: int, r_end: int, spans: Sequence[SpanRecord]) -> _Tree:
@@ -542,9 +591,9 @@ class Deriver:
         _inherit(tree, _index(tree, spans, self.sector_of))
         return tree
 
-    def _timeline(self, root: SpanRecord, tree: _Tree) -> tuple[list[LapEvent], list[SectorSpan]]:
+    def _timeline(self, root: SpanRecord, tree: _Tree) -> _Built:
         """Span rows (clipped to the lap) and span events in time order, for timelines and flamegraphs."""
-        rows = []
+        rows: list[_Row] = []
         events: list[LapEvent] = []
         limit = self._max_events
         r_start, r_end = tree.r_start, tree.r_end
@@ -552,23 +601,52 @@ class Deriver:
         if root.events:
             self._events(root.events, None, root.name, r_start, events, limit)
         span_of = tree.span_of
+        resort = False
         # Visit spans in start order (then id): events at the same instant come out in the same order
         # whatever order the spans arrived in.
-        for sid in sorted(span_of, key=lambda i: (raw[i][0], i)):
+        for st, sid in sorted((raw[sid][0], sid) for sid in span_of):
             s = span_of[sid]
-            st, en = raw[sid]
-            a = st if st > r_start else r_start
+            en = raw[sid][1]
+            if st < r_start or sid > _MAX_SPAN_ID:
+                resort = True
             b = en if en < r_end else r_end
-            rows.append(SectorSpan(sector[sid], s.name, _hex_span(sid), _hex_span(parent_of[sid]),
-                                   a, b if b > a else a, s.error))
+            a = st if st > r_start else r_start
+            name = sector[sid]
+            rows.append((name, s.name, sid, parent_of[sid], a, b if b > a else a, s.error))
             ev = s.events
             if ev:
-                self._events(ev, sector[sid], s.name, r_start, events, limit)
-        if len(events) > 1:
-            events.sort(key=lambda e: e.timestamp_ns)  # stable: per span, in the span's own order
-        # Start order (then id): a waterfall's order, and the same whatever order the spans arrived in.
-        rows.sort(key=lambda r: (r.start_ns, r.span_id))
-        return events, rows
+                self._events(ev, name, s.name, r_start, events, limit)
+        return _ordered(events, rows, resort)
+
+    def _flat_timeline(self, root: SpanRecord, root_id: int, span_of: dict[int, SpanRecord],
+                       own: list[str | None]) -> _Built:
+        """What :meth:`_timeline` builds, for a lap the fast path derived (every span a child of the
+        root, ``own`` their sectors in ``span_of``'s order): no span tree to build."""
+        rows: list[_Row] = []
+        events: list[LapEvent] = []
+        limit = self._max_events
+        r_start, r_end = root.start_time, root.end_time
+        if r_end < r_start:
+            r_end = r_start
+        if root.events:
+            self._events(root.events, None, root.name, r_start, events, limit)
+        # (start, id) pairs are unique (ids are), so sorting never compares the records.
+        order = [(s.start_time or r_start, sid, s, name) for (sid, s), name in zip(span_of.items(), own,
+                                                                                   strict=True)]
+        if len(order) > 1:
+            order.sort()
+        resort = False
+        for st, sid, s, name in order:
+            en = s.end_time or st
+            if st < r_start or sid > _MAX_SPAN_ID:
+                resort = True
+            b = en if en < r_end else r_end
+            a = st if st > r_start else r_start
+            rows.append((name, s.name, sid, root_id, a, b if b > a else a, s.error))
+            ev = s.events
+            if ev:
+                self._events(ev, name, s.name, r_start, events, limit)
+        return _ordered(events, rows, resort)
 
     def _events(self, source: Sequence[Any], sector: str | None, span_name: str, r_start: int,
                 out: list[LapEvent], limit: int) -> None:

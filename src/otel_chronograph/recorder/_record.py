@@ -8,12 +8,12 @@ keeps laps, not records). Laps also travel through SQLite as a compact JSON docu
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
-from .._lap import Lap, LapEvent, SectorSpan
+from .._lap import Lap, LapEvent, Lazy, SectorSpan
 from .._vocab import NS_PER_MS as _NS_PER_MS
 from .._vocab import iso_timestamp
 
@@ -212,7 +212,7 @@ def encode_lap(lap: Lap) -> str:
         list(lap.critical_path.items()), lap.critical_other_ms, lap.status, lap.error, lap.tier,
         lap.customer, lap.score, str(lap.cost),
         events,
-        [[s.sector, s.name, s.span_id, s.parent_id, s.start_ns, s.end_ns, s.error] for s in lap.spans],
+        _span_rows(lap.spans),
         lap.error_message, lap.session_id, lap.service_name, lap.span_count, lap.truncated,
     ]
     try:
@@ -220,6 +220,15 @@ def encode_lap(lap: Lap) -> str:
     except (TypeError, ValueError):  # an attribute json can't take (e.g. bytes): stringify it
         doc[19] = [[*ev[:5], {k: _jsonable(v) for k, v in ev[5].items()}] for ev in events]
         return json.dumps(doc, separators=(",", ":"), default=str)
+
+
+def _span_rows(spans: Sequence[SectorSpan]) -> list[list[Any]]:
+    """The document's span rows; from the compact tuples when the SectorSpans were never made (the
+    SQLite writer then makes none for the laps the in-memory LRU keeps)."""
+    rows = spans.compact() if isinstance(spans, Lazy) else None
+    if rows is not None:  # (sector, name, span id, parent id, start, end, error), ids as integers
+        return [[r[0], r[1], f"{r[2]:016x}", f"{r[3]:016x}", r[4], r[5], r[6]] for r in rows]
+    return [[s.sector, s.name, s.span_id, s.parent_id, s.start_ns, s.end_ns, s.error] for s in spans]
 
 
 def decode_lap(text: str | bytes) -> Lap:
@@ -289,27 +298,37 @@ def _cut_opt(text: str | None, limit: int = MAX_NAME_CHARS) -> str | None:
     return None if text is None else _cut(text, limit)
 
 
-def _long(text: str | None, limit: int = MAX_NAME_CHARS) -> bool:
-    return text is not None and len(text) > limit
-
-
 def _within(lap: Lap) -> tuple[bool, list[int]]:
     """(whether ``lap`` is within every bound, each event's details size): one pass, few calls."""
     limit = MAX_NAME_CHARS
-    ok = not (len(lap.command) > limit or len(lap.tier) > limit or _long(lap.session_id)
-              or _long(lap.service_name) or _long(lap.customer)
-              or _long(lap.error_message, MAX_MESSAGE_CHARS))
+    session, service, customer, message = lap.session_id, lap.service_name, lap.customer, lap.error_message
+    ok = not (len(lap.command) > limit or len(lap.tier) > limit
+              or (session is not None and len(session) > limit)
+              or (service is not None and len(service) > limit)
+              or (customer is not None and len(customer) > limit)
+              or (message is not None and len(message) > MAX_MESSAGE_CHARS))
     for name in lap.sectors:
         if len(name) > limit:
             ok = False
     for name in lap.critical_path:
         if len(name) > limit:
             ok = False
-    for span in lap.spans:
-        if len(span.name) > limit or (span.sector is not None and len(span.sector) > limit):
-            ok = False
-    sizes = []
-    for e in lap.events:
+    spans = lap.spans
+    rows = spans.compact() if isinstance(spans, Lazy) else None
+    if rows is not None:  # not made into SectorSpans yet (maybe never): read the tuples
+        for row in rows:  # (sector, name, ...): SectorSpan's field order
+            sector = row[0]
+            if len(row[1]) > limit or (sector is not None and len(sector) > limit):
+                ok = False
+    else:
+        for span in spans:
+            if len(span.name) > limit or (span.sector is not None and len(span.sector) > limit):
+                ok = False
+    sizes: list[int] = []
+    events = lap.events
+    if isinstance(events, Lazy) and events.compact() == ():
+        return ok, sizes
+    for e in events:
         if len(e.name) > limit or len(e.span_name) > limit or (
                 e.sector is not None and len(e.sector) > limit):
             ok = False

@@ -18,6 +18,7 @@ from opentelemetry import baggage
 from opentelemetry.context import Context
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.trace import SpanContext
 
 from .._api import ending_handle
 from .._config import ChronographConfig, load_config
@@ -29,7 +30,7 @@ from ..engine._derive import lap_attributes
 from ..engine._engine import Engine
 from ..engine._records import EMPTY
 from ..engine._rules import compile_lap_rules
-from ._sdk import annotated_copy, record_of, resource_attributes, start_fields
+from ._sdk import _TUPLE, annotated_copy, record_of, resource_attributes, start_fields
 
 __all__ = ["ChronographProcessor"]
 
@@ -152,7 +153,19 @@ class ChronographProcessor(SpanProcessor):
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         if self._enabled:
             try:
-                sid, parent_id, remote, attrs = start_fields(span)
+                # start_fields, inlined for the SDK's own spans (a call less on every span start).
+                sdk: Any = span
+                try:
+                    ctx, parent, attrs = sdk._context, sdk._parent, sdk._attributes._dict
+                    fast = _TUPLE and ctx.__class__ is SpanContext and (
+                        parent is None or parent.__class__ is SpanContext)
+                except AttributeError:
+                    fast = False
+                if fast:
+                    sid = ctx[1]
+                    parent_id, remote = (None, False) if parent is None else (parent[1], parent[2])
+                else:
+                    sid, parent_id, remote, attrs = start_fields(span)
                 if sid is not None and (parent_id is None or remote or not self._assembler.start_child(
                         sid, parent_id, attrs)):
                     self._assembler.start(

@@ -102,6 +102,7 @@ def record_of(span: ReadableSpan) -> SpanRecord:
         start = span._start_time or 0
         end = span._end_time or start
         status = span._status
+        code = status._status_code  # the API's Status keeps it there; the property is a call
         attrs = span._attributes
         inner = attrs._dict if attrs is not None else EMPTY  # type: ignore[attr-defined]
         events = span._events
@@ -109,7 +110,7 @@ def record_of(span: ReadableSpan) -> SpanRecord:
         name, kind = span._name, span._kind
     except AttributeError:  # not the SDK's span layout: the public API
         return _record_public(span)
-    error = status.status_code is _ERROR
+    error = code is _ERROR
     if _TUPLE and ctx.__class__ is SpanContext and (parent is None or parent.__class__ is SpanContext):
         trace_id, span_id = ctx[0], ctx[1]
         parent_id, parent_remote = (parent[1], parent[2]) if parent is not None else (None, None)
