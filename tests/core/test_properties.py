@@ -192,6 +192,16 @@ def general_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_derive, "_flat", lambda *args: None)
 
 
+def fast_and_general(monkeypatch: pytest.MonkeyPatch, r: Any, spans: Any) -> tuple[Any, Any]:
+    """The same lap derived twice: as derive() does (fast paths on), and by the general steps only."""
+    d = deriver()
+    fast = d.derive(r, spans)
+    with monkeypatch.context() as m:
+        general_only(m)
+        slow = d.derive(r, spans)
+    return fast, slow
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(tree=st.one_of(flat_trees(), trees()), dup=st.booleans(), unset_parent=st.booleans(),
        events=st.booleans())
@@ -211,11 +221,7 @@ def test_the_flat_fast_path_derives_what_the_general_steps_derive(
         spans[0] = mk("orphan", 1, None, tree.nodes[0].start, tree.nodes[0].end)
     if dup and spans:
         spans = [*spans, r, spans[0]]
-    d = deriver()
-    fast = d.derive(r, spans)
-    with monkeypatch.context() as m:
-        general_only(m)
-        slow = d.derive(r, spans)
+    fast, slow = fast_and_general(monkeypatch, r, spans)
     assert list(fast.sectors.items()) == list(slow.sectors.items())
     assert fast.other_ms == slow.other_ms
     assert list(fast.critical_path.items()) == list(slow.critical_path.items())
@@ -236,11 +242,7 @@ def test_the_flat_fast_path_reads_any_sector_value_like_sector_of(
     r = root(0, tree.lap)
     spans = [mk(f"n{x.sid}", x.sid, x.parent, x.start, x.end,
                 attributes={"chronograph.sector": as_(x.sector)} if x.sector else {}) for x in tree.nodes]
-    d = deriver()
-    fast = d.derive(r, spans)
-    with monkeypatch.context() as m:
-        general_only(m)
-        slow = d.derive(r, spans)
+    fast, slow = fast_and_general(monkeypatch, r, spans)
     assert list(fast.sectors.items()) == list(slow.sectors.items())
     assert list(fast.critical_path.items()) == list(slow.critical_path.items())
     assert list(fast.spans) == list(slow.spans)
