@@ -167,7 +167,10 @@ def test_a_full_export_queue_refuses_until_the_next_hop_is_back(tmp_path: Path, 
                 break
             assert r.status_code == 200
             accepted += 1
-            wait_for(lambda: len(gw.buffer) == 0, what="the trace decided")
+            # Decided, and the first request taken by the consumer (retrying at the sink): the queue is
+            # only full once that one is in flight and the next waits behind it, not in the moment
+            # between the first put and the consumer picking it up.
+            wait_for(lambda: len(gw.buffer) == 0 and sink.calls >= 1, what="the trace decided, one in flight")
             assert n < 50, "the queue never filled"
         assert int(r.headers["Retry-After"]) >= 1
         assert "sending queue is full" in status_pb2.Status.FromString(r.content).message

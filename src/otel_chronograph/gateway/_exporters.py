@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import IO, Any, Protocol
 
-from .._pipeline import log_once
+from .._pipeline import _Once
 from .._worker import Deadline, Worker
 from ._config import (
     ClientTLS,
@@ -343,6 +343,9 @@ class ExportQueue:
         self.failed_spans = 0  # given up after retries, or a permanent error
         self.rejected_spans = 0  # the server said it rejected them (partial success)
         self.queued_spans = 0
+        # Each exporter logs its own first failure of each kind (a process can run several gateways:
+        # the tests do), then counts.
+        self._log_once = _Once()
         self._workers = [Worker(f"chronograph-export-{name}-{i}", self._step, 1.0)
                          for i in range(queue.num_consumers if queue.enabled else 1)]
 
@@ -379,7 +382,7 @@ class ExportQueue:
 
     def _fail(self, spans: int, why: str) -> None:
         self.failed_spans += spans
-        log_once(f"export-{self.name}", "chronograph gateway: exporter %s dropped %d spans (%s); counted in "
+        self._log_once("export", "chronograph gateway: exporter %s dropped %d spans (%s); counted in "
                  "chronograph.gateway.export.failed_spans", self.name, spans, why)
 
     def _send(self, batch: Batch) -> None:
@@ -451,5 +454,5 @@ class ExportQueue:
         try:
             self.sender.close()
         except Exception:
-            log_once(f"close-{self.name}", "chronograph gateway: exporter %s failed to close", self.name)
+            self._log_once("close", "chronograph gateway: exporter %s failed to close", self.name)
         return ok and self.failed_spans == failed_before
