@@ -102,9 +102,6 @@ def anomalies_command(db: str, since: str | None, until: str | None, threshold: 
                       as_json: bool) -> None:
     """Spans much slower than their operation's baseline for that hour of the week."""
     where, params = prod_scope(since, until)
-    conn = open_store(db, read_only=True)
-    try:
+    with open_store(db, read_only=True) as conn:
         items = find_anomalies(conn, where, params, threshold=threshold, min_spans=min_spans)
-    finally:
-        conn.close()
     emit(items, as_json, COLUMNS, empty="no anomalous spans")

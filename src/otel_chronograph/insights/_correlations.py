@@ -233,12 +233,9 @@ def correlations_command(db: str, since: str | None, until: str | None, min_supp
                          exclude: tuple[str, ...], as_json: bool) -> None:
     """Attribute values over-represented in failing or slow traces (G-test, Benjamini-Hochberg)."""
     where, params = prod_scope(since, until)
-    conn = open_store(db, read_only=True)
-    try:
+    with open_store(db, read_only=True) as conn:
         items = find_correlations(conn, where, params, min_support=min_support, alpha=alpha,
                                   exclude=(*DEFAULT_EXCLUDE, *exclude))
-    finally:
-        conn.close()
     rows = [{**item, "attributes": ", ".join(f"{k}={v}" for k, v in item["attributes"].items())}
             for item in items]
     emit(items if as_json else rows, as_json,

@@ -118,11 +118,8 @@ def coverage_command(handlers_path: str, tests_paths: tuple[str, ...], as_json: 
 
     ran = count_operations(tests_paths, on_error) if tests_paths else None
     where, params = prod_scope(since, until)
-    conn = open_store(db, read_only=True)
-    try:
+    with open_store(db, read_only=True) as conn:
         result = coverage(conn, handlers, ran, where, params)
-    finally:
-        conn.close()
     if as_json:
         emit(result, True)
     else:

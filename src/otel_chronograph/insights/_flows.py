@@ -200,11 +200,8 @@ def check_command(spec_path: str, as_json: bool, max_deviations: int, db: str,
     """Check every span of the spec's operations; exit 1 when any deviates (0 when all conform)."""
     spec = load_flow_spec(spec_path)
     where, params = prod_scope(since, until)
-    conn = open_store(db, read_only=True)
-    try:
+    with open_store(db, read_only=True) as conn:
         result = check_flows(conn, spec, where, params, max_deviations)
-    finally:
-        conn.close()
     if as_json:
         emit(result, True)
     else:

@@ -284,12 +284,9 @@ def plan(conn: duckdb.DuckDBPyConnection, where: str, params: Sequence[Any], mar
 def gen_tests_command(db: str, since: str | None, until: str | None, out: str, margin: float,
                       min_count: int, min_share: float, collapse_repeats: bool, as_json: bool) -> None:
     """Write pytest files asserting production's child sequences and latency budgets."""
-    conn = open_store(db, read_only=True)
-    try:
+    with open_store(db, read_only=True) as conn:
         where, params = prod_scope(since, until)
         services = plan(conn, where, params, margin, min_count, min_share, collapse_repeats)
-    finally:
-        conn.close()
     target = Path(out)
     try:
         target.mkdir(parents=True, exist_ok=True)

@@ -88,11 +88,8 @@ def mutations_command(keys: tuple[str, ...], as_json: bool, max_sequences: int, 
                       since: str | None, until: str | None) -> None:
     """Which operations write each key (attribute or event), how often, and in which order per trace."""
     where, params = prod_scope(since, until)
-    conn = open_store(db, read_only=True)
-    try:
+    with open_store(db, read_only=True) as conn:
         result = find_mutations(conn, keys, where, params, max_sequences)
-    finally:
-        conn.close()
     if as_json:
         emit(result, True)
         return

@@ -429,10 +429,7 @@ def regressions_command(db: str, since: str | None, until: str | None, bucket_mi
                         min_ratio: float, min_spans: int, as_json: bool) -> None:
     """Lasting latency step changes per operation (seasonality removed, significance tested)."""
     where, params = prod_scope(since, until)
-    conn = open_store(db, read_only=True)
-    try:
+    with open_store(db, read_only=True) as conn:
         items = find_regressions(conn, where, params, bucket_s=bucket_minutes * 60, min_ratio=min_ratio,
                                  min_spans=min_spans)
-    finally:
-        conn.close()
     emit(items, as_json, COLUMNS, empty="no regressions")

@@ -312,12 +312,9 @@ def report_command(html_path: str, json_path: str | None, traces: tuple[str, ...
 
         test_ops = count_operations(tests_paths, on_error) if tests_paths else None
     where, params = prod_scope(since, until)
-    conn = open_store(db, read_only=True)
-    try:
+    with open_store(db, read_only=True) as conn:
         report = build_report(conn, where, params, traces=traces, flow_spec=spec, handlers=handlers,
                               test_operations=test_ops, keys=keys)
-    finally:
-        conn.close()
     _write(html_path, render(report), "report")
     if json_path is not None:
         _write(json_path, json.dumps(_finite(report), indent=2, default=str, allow_nan=False) + "\n",
