@@ -305,7 +305,7 @@ def test_failing_assembly_at_end_exports_the_span(harness: Harness, monkeypatch:
     def broken(*a: Any, **k: Any) -> Any:
         raise RuntimeError("assembly")
 
-    monkeypatch.setattr(harness.processor._assembler, "end", broken)
+    monkeypatch.setattr(harness.processor._assembler, "end_item", broken)
     with harness.lap("cmd"):
         pass
     assert [x.name for x in harness.exported()] == ["cmd"]

@@ -8,7 +8,7 @@ to the public property if the SDK ever changes that.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from opentelemetry.sdk.resources import Resource
@@ -17,7 +17,8 @@ from opentelemetry.trace import SpanContext, StatusCode
 
 from ..engine._records import EMPTY, SpanRecord
 
-__all__ = ["annotated_copy", "attributes_of", "record_of", "resource_attributes", "start_fields"]
+__all__ = ["annotated_copy", "attributes_of", "record_of", "records_of", "resource_attributes",
+           "start_fields"]
 
 _ERROR = StatusCode.ERROR
 
@@ -48,6 +49,14 @@ def _tuple_layout() -> bool:
 _TUPLE = _tuple_layout()
 
 
+class _NoTuple:
+    """Matches no context: with the API's tuple layout gone, every read takes the public API."""
+
+
+# The class whose instances are read by index: one identity check on the per-span path.
+_CTX: Any = SpanContext if _TUPLE else _NoTuple
+
+
 def start_fields(span: Any) -> tuple[int | None, int | None, bool, Mapping[str, Any]]:
     """(span id or None without a context, parent span id or None, parent is remote, attributes) of a
     starting span, read in one call."""
@@ -57,7 +66,7 @@ def start_fields(span: Any) -> tuple[int | None, int | None, bool, Mapping[str, 
         ctx, parent, attrs = span.context, span.parent, attributes_of(span)
     if ctx is None:
         return None, None, False, attrs
-    if _TUPLE and ctx.__class__ is SpanContext and (parent is None or parent.__class__ is SpanContext):
+    if ctx.__class__ is _CTX and (parent is None or parent.__class__ is _CTX):
         return ctx[1], (parent[1] if parent is not None else None), (
             parent is not None and parent[2]), attrs
     return ctx.span_id, (parent.span_id if parent is not None else None), (
@@ -91,39 +100,54 @@ def resource_attributes(resource: Resource | None) -> Mapping[str, Any]:
 
 
 def record_of(span: ReadableSpan) -> SpanRecord:
-    """The record of an ended SDK span (the span itself is kept as ``source`` for annotation).
+    """The record of an ended SDK span (the span itself is kept as ``source`` for annotation)."""
+    return records_of((span,))[0]
+
+
+def records_of(spans: Iterable[ReadableSpan]) -> list[SpanRecord]:
+    """The records of ended SDK spans, in one loop (a lap's spans: no call per span).
 
     Reads the SDK's fields directly: every public property is a call, ``events`` copies a tuple, and
     ``attributes`` wraps a proxy; on the per-span path that was most of the adapter's cost.
     """
-    try:
-        ctx = span._context
-        parent = span._parent
-        start = span._start_time or 0
-        end = span._end_time or start
-        status = span._status
-        code = status._status_code  # the API's Status keeps it there; the property is a call
-        attrs = span._attributes
-        inner = attrs._dict if attrs is not None else EMPTY  # type: ignore[attr-defined]
-        events = span._events
-        resource = span._resource
-        name, kind = span._name, span._kind
-    except AttributeError:  # not the SDK's span layout: the public API
-        return _record_public(span)
-    error = code is _ERROR
-    if _TUPLE and ctx.__class__ is SpanContext and (parent is None or parent.__class__ is SpanContext):
-        trace_id, span_id = ctx[0], ctx[1]
-        parent_id, parent_remote = (parent[1], parent[2]) if parent is not None else (None, None)
-    else:
-        trace_id, span_id = (ctx.trace_id, ctx.span_id) if ctx is not None else (0, 0)
-        parent_id, parent_remote = ((parent.span_id, parent.is_remote) if parent is not None
-                                    else (None, None))
-    return SpanRecord(
-        trace_id, span_id, parent_id, name, kind, start, end,
-        inner if isinstance(inner, dict) else attributes_of(span), () if events is None else events, error,
-        status.description if error else None,
-        last[1] if (last := _last_resource)[0] is resource else resource_attributes(resource),
-        parent_remote, span)
+    out: list[SpanRecord] = []
+    append = out.append
+    ctx: Any
+    parent: Any
+    for span in spans:
+        try:
+            ctx = span._context
+            parent = span._parent
+            start = span._start_time or 0
+            end = span._end_time or start
+            status = span._status
+            code = status._status_code  # the API's Status keeps it there; the property is a call
+            attrs = span._attributes
+            inner = attrs._dict if attrs is not None else EMPTY  # type: ignore[attr-defined]
+            events = span._events
+            resource = span._resource
+            name, kind = span._name, span._kind
+        except AttributeError:  # not the SDK's span layout: the public API
+            append(_record_public(span))
+            continue
+        error = code is _ERROR
+        if ctx.__class__ is _CTX and (parent is None or parent.__class__ is _CTX):
+            trace_id, span_id = ctx[0], ctx[1]
+            if parent is None:
+                parent_id = parent_remote = None
+            else:
+                parent_id, parent_remote = parent[1], parent[2]
+        else:
+            trace_id, span_id = (ctx.trace_id, ctx.span_id) if ctx is not None else (0, 0)
+            parent_id, parent_remote = ((parent.span_id, parent.is_remote) if parent is not None
+                                        else (None, None))
+        append(SpanRecord(
+            trace_id, span_id, parent_id, name, kind, start, end,
+            inner if inner.__class__ is dict else attributes_of(span), () if events is None else events,
+            error, status.description if error else None,
+            last[1] if (last := _last_resource)[0] is resource else resource_attributes(resource),
+            parent_remote, span))
+    return out
 
 
 def _record_public(span: ReadableSpan) -> SpanRecord:
