@@ -30,6 +30,7 @@ from ._records import SpanRecord
 __all__ = ["Assembler", "Completed", "PendingLap"]
 
 _LAP_KINDS = (SpanKind.SERVER, SpanKind.CONSUMER)
+_LAP_ATTR = "chronograph.lap"
 
 _NOT_EVICTED = object()
 _NOT_HELD: tuple[bool, Sequence[Any]] = (False, ())  # shared: no allocation per ended span
@@ -109,7 +110,8 @@ class Assembler:
         """The common start, cheaply: a span whose (local) parent is tracked, with no lap rules to try
         and not itself marked a lap. True when handled; False: call :meth:`start` instead."""
         owner = self._owner.get(parent_id)
-        if owner is None or self._has_rules or attrs.get("chronograph.lap") is True:
+        # ``in`` before the lookup: one operation instead of a method call on almost every span.
+        if owner is None or self._has_rules or (_LAP_ATTR in attrs and attrs[_LAP_ATTR] is True):
             return False
         lock = self._lock
         lock.acquire()  # not ``with``: that makes two bound methods per span

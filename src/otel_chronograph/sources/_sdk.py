@@ -118,35 +118,24 @@ def records_of(spans: Iterable[ReadableSpan]) -> list[SpanRecord]:
         try:
             ctx = span._context
             parent = span._parent
-            start = span._start_time or 0
-            end = span._end_time or start
             status = span._status
-            code = status._status_code  # the API's Status keeps it there; the property is a call
-            attrs = span._attributes
-            inner = attrs._dict if attrs is not None else EMPTY  # type: ignore[attr-defined]
-            events = span._events
-            resource = span._resource
-            name, kind = span._name, span._kind
-        except AttributeError:  # not the SDK's span layout: the public API
-            append(_record_public(span))
-            continue
-        error = code is _ERROR
-        if ctx.__class__ is _CTX and (parent is None or parent.__class__ is _CTX):
-            trace_id, span_id = ctx[0], ctx[1]
-            if parent is None:
-                parent_id = parent_remote = None
-            else:
-                parent_id, parent_remote = parent[1], parent[2]
-        else:
-            trace_id, span_id = (ctx.trace_id, ctx.span_id) if ctx is not None else (0, 0)
-            parent_id, parent_remote = ((parent.span_id, parent.is_remote) if parent is not None
-                                        else (None, None))
-        append(SpanRecord(
-            trace_id, span_id, parent_id, name, kind, start, end,
-            inner if inner.__class__ is dict else attributes_of(span), () if events is None else events,
-            error, status.description if error else None,
-            last[1] if (last := _last_resource)[0] is resource else resource_attributes(resource),
-            parent_remote, span))
+            inner = span._attributes._dict  # type: ignore[union-attr]
+            if ctx.__class__ is _CTX and (parent is None or parent.__class__ is _CTX) and (
+                    inner.__class__ is dict):
+                error = status._status_code is _ERROR  # the API's Status keeps it there
+                start = span._start_time or 0
+                events = span._events
+                resource = span._resource
+                append(SpanRecord(
+                    ctx[0], ctx[1], None if parent is None else parent[1], span._name, span._kind,
+                    start, span._end_time or start, inner, () if events is None else events, error,
+                    status.description if error else None,
+                    last[1] if (last := _last_resource)[0] is resource else resource_attributes(resource),
+                    None if parent is None else parent[2], span))
+                continue
+        except AttributeError:  # not the SDK's span layout
+            pass
+        append(_record_public(span))
     return out
 
 
