@@ -406,6 +406,31 @@ def test_deferred_queue_overflow_is_counted_not_blocking() -> None:
     q.shutdown(10)
 
 
+def test_a_queued_lap_lets_go_of_its_span_records_before_it_waits() -> None:
+    """Laps wait in the deferred queue (up to its interval, hundreds under load): they build their
+    timeline first, so the span records they were derived from are not kept alive meanwhile."""
+    import gc
+    import threading
+    import weakref
+
+    from otel_chronograph._pipeline import DeferredSinks
+
+    from .helpers import ROOT_ID, deriver, mk, root
+
+    release = threading.Event()
+    q = DeferredSinks([lambda lap: release.wait(30) and None], batch=1000)
+    spans = [mk("q", 1, ROOT_ID, 1, 2, attributes={"chronograph.sector": "db"})]
+    ref = weakref.ref(spans[0])
+    lap = deriver().derive(root(0, 10), spans)
+    del spans
+    q.put(lap)
+    gc.collect()
+    assert ref() is None
+    assert [(s.name, s.sector) for s in lap.spans] == [("q", "db")]  # the timeline is all there
+    release.set()
+    assert q.shutdown(10)
+
+
 def test_deferred_queue_started_from_many_threads_at_once() -> None:
     import threading
     from concurrent.futures import ThreadPoolExecutor
