@@ -20,7 +20,7 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanContext
 
-from .._api import ending_handle
+from .._api import any_ending_handle, ending_handle
 from .._config import ChronographConfig, load_config
 from .._lap import Lap
 from .._pipeline import log_once
@@ -226,7 +226,9 @@ class ChronographProcessor(SpanProcessor):
             except Exception:
                 engine.failures[0] += 1
                 log_once("annotate", "chronograph failed to annotate a lap span")
-            handle = ending_handle(record.span_id)
+            handle = any_ending_handle()
+            if handle is not None:
+                handle = ending_handle(record.span_id)
             if engine.sinks:
                 engine.deliver(lap)
             if handle is not None:
