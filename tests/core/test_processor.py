@@ -121,6 +121,9 @@ def test_the_annotated_copy_is_the_same_with_positional_or_keyword_arguments(
     assert public(copies[0])[4] == {"a": 1, "b": "x", "chronograph.lap": True}
     assert copies[0].dropped_events == 1 and copies[0].status.description == "boom"
     assert copies[0].parent is not None and copies[0].parent == r.parent
+    bare = ReadableSpan("bare", events=(), attributes=None)
+    assert dict(_sdk.annotated_copy(bare, {"chronograph.lap": True}).attributes or {}) == {
+        "chronograph.lap": True}
 
 
 def test_spans_outside_laps_pass_through_unchanged(harness: Harness) -> None:

@@ -166,15 +166,16 @@ def annotated_copy(root: ReadableSpan, extra: Mapping[str, Any]) -> ReadableSpan
     """
     sdk: Any = root  # its private fields
     try:
-        inner = sdk._attributes._dict
-        if inner.__class__ is dict:
+        attrs = sdk._attributes
+        inner = attrs._dict if attrs is not None else EMPTY
+        if isinstance(inner, dict):  # an older SDK's OrderedDict too
             fields = (sdk._name, sdk._context, sdk._parent, sdk._resource, {**inner, **extra}, sdk._events,
                       sdk._links, sdk._kind, None, sdk._status, sdk._start_time, sdk._end_time,
                       sdk._instrumentation_scope)
             if _POSITIONAL:
                 return ReadableSpan(*fields)
             return ReadableSpan(**dict(zip(_READABLE_PARAMS, fields, strict=True)))
-    except AttributeError:  # not the SDK's span layout (or no attributes): the public API
+    except AttributeError:  # not the SDK's span layout: the public API
         pass
     return _annotated_public(root, extra)
 
