@@ -90,6 +90,42 @@ def test_the_annotated_root_keeps_events_links_and_their_dropped_counts(make_har
     assert root.attributes["chronograph.lap"] is True and "chronograph.lap_ms" in root.attributes
 
 
+def test_the_annotated_copy_is_the_same_with_positional_or_keyword_arguments(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Positional only when the SDK's ReadableSpan has the expected parameters; keywords otherwise.
+    from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+    from opentelemetry.trace import Link, Status, StatusCode
+
+    from otel_chronograph.sources import _sdk
+
+    tracer = TracerProvider(span_limits=SpanLimits(max_events=1)).get_tracer("tests.core")
+    other = tracer.start_span("other")
+    with tracer.start_as_current_span("parent"):
+        r = tracer.start_span("root", kind=SpanKind.SERVER, attributes={"a": 1, "b": "x"},
+                              links=[Link(other.get_span_context())])
+    r.add_event("e0")
+    r.add_event("e1")
+    r.set_status(Status(StatusCode.ERROR, "boom"))
+    r.end()
+
+    def public(s: ReadableSpan) -> tuple[Any, ...]:
+        return (s.name, s.context, s.parent, s.resource, dict(s.attributes or {}), s.events, s.links, s.kind,
+                s.status, s.start_time, s.end_time, s.instrumentation_scope, s.dropped_events,
+                s.dropped_links, type(s))
+
+    assert _sdk._POSITIONAL
+    copies = [_sdk.annotated_copy(r, {"chronograph.lap": True})]
+    monkeypatch.setattr(_sdk, "_POSITIONAL", False)
+    copies.append(_sdk.annotated_copy(r, {"chronograph.lap": True}))
+    assert public(copies[0]) == public(copies[1])
+    assert public(copies[0])[4] == {"a": 1, "b": "x", "chronograph.lap": True}
+    assert copies[0].dropped_events == 1 and copies[0].status.description == "boom"
+    assert copies[0].parent is not None and copies[0].parent == r.parent
+    bare = ReadableSpan("bare", events=(), attributes=None)
+    assert dict(_sdk.annotated_copy(bare, {"chronograph.lap": True}).attributes or {}) == {
+        "chronograph.lap": True}
+
+
 def test_spans_outside_laps_pass_through_unchanged(harness: Harness) -> None:
     s = start(harness, "background", 0)
     c = start(harness, "child", 1, s)

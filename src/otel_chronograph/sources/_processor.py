@@ -19,7 +19,7 @@ from opentelemetry.context import Context
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from .._api import ending_handle
+from .._api import any_ending_handle, ending_handle
 from .._config import ChronographConfig, load_config
 from .._lap import Lap
 from .._pipeline import log_once
@@ -42,10 +42,6 @@ def _recorded(c: Completed[ReadableSpan]) -> Completed[SpanRecord]:
     """A completed lap of SDK spans, as records (made outside the assembler's lock)."""
     root, *spans = records_of((c.root, *c.spans))
     return Completed(root, spans, c.command, c.truncated, c.late, c.context)
-
-
-def annotated_root(root: ReadableSpan, lap: Lap) -> ReadableSpan:
-    return annotated_copy(root, lap_attributes(lap))
 
 
 class ChronographProcessor(SpanProcessor):
@@ -226,26 +222,34 @@ class ChronographProcessor(SpanProcessor):
             p.on_end(span)
 
     def _finish(self, c: Completed[SpanRecord]) -> None:
-        root: ReadableSpan = c.root.source
-        lap = self.engine.derive(c.root, c.spans, c.command, c.truncated, c.context)
+        # Each step is a call or two on every lap's path: the root's annotation, the forwarding loop
+        # and (without sinks on the lap's path) Engine.deliver are inlined here.
+        record = c.root
+        root: ReadableSpan = record.source
+        engine = self.engine
+        lap = engine.derive(record, c.spans, c.command, c.truncated, c.context)
         if lap is None:
             self._forward(root)
             return
         out = root
         try:
             try:
-                out = annotated_root(root, lap)
+                out = annotated_copy(root, lap_attributes(lap))
             except Exception:
-                self.engine.failures[0] += 1
+                engine.failures[0] += 1
                 log_once("annotate", "chronograph failed to annotate a lap span")
-            handle = ending_handle(c.root.span_id)
-            self.engine.deliver(lap)
+            handle = any_ending_handle()
+            if handle is not None:
+                handle = ending_handle(record.span_id)
+            if engine.sinks:
+                engine.deliver(lap)
             if handle is not None:
                 handle.telemetry = lap
         finally:
             # Even when a sink raised SystemExit/KeyboardInterrupt: the lap span is never lost.
-            self._forward(out)
-        self.engine.publish(lap)
+            for p in self._next:
+                p.on_end(out)
+        engine.publish(lap)
 
     # -- grace periods --------------------------------------------------------------------------
 
