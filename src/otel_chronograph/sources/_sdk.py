@@ -13,6 +13,7 @@ from typing import Any
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import SpanContext, StatusCode
 
 from ..engine._records import EMPTY, SpanRecord
@@ -124,11 +125,13 @@ def records_of(spans: Iterable[ReadableSpan]) -> list[SpanRecord]:
                     inner.__class__ is dict):
                 error = status._status_code is _ERROR  # the API's Status keeps it there
                 start = span._start_time or 0
-                events = span._events
+                events: Any = span._events
+                if events is None or (events.__class__ is BoundedList and not events._dq):  # type: ignore[attr-defined]
+                    events = ()  # not the SDK's empty list: its truth test is a Python call per read
                 resource = span._resource
                 append(SpanRecord(
                     ctx[0], ctx[1], None if parent is None else parent[1], span._name, span._kind,
-                    start, span._end_time or start, inner, () if events is None else events, error,
+                    start, span._end_time or start, inner, events, error,
                     status.description if error else None,
                     last[1] if (last := _last_resource)[0] is resource else resource_attributes(resource),
                     None if parent is None else parent[2], span))
