@@ -21,7 +21,7 @@ from opentelemetry.util.types import AttributeValue
 
 from ._lap import Lap
 
-__all__ = ["LapHandle", "ending_handle", "event", "lap", "sector"]
+__all__ = ["LapHandle", "any_ending_handle", "ending_handle", "event", "lap", "sector"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -29,6 +29,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 # inside ``span.end()``, so it finds the handle here without any registry that could leak.
 _ending: ContextVar[LapHandle | None] = ContextVar("chronograph_ending_lap", default=None)
 _tracers: dict[int, tuple[TracerProvider | None, trace.Tracer]] = {}
+
+
+# The handle of the ``lap()`` block ending in this context, if any, without checking its span: one C
+# call, where ending_handle() is a Python one (most laps come from auto-instrumentation, not lap()).
+any_ending_handle = _ending.get
 
 
 def ending_handle(span_id: int) -> LapHandle | None:

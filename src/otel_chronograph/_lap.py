@@ -29,8 +29,8 @@ class Lazy(Sequence[T], Generic[T]):
 
     def __init__(self, make: Callable[[], list[T] | tuple[tuple[tuple[Any, ...], ...], Callable[..., T]]]
                  ) -> None:
-        self._make: Callable[[], list[T] | tuple[tuple[tuple[Any, ...], ...], Callable[..., T]]] | None = (
-            make)
+        # Any: a subclass may build more than the items (engine._derive._Timeline builds the events too).
+        self._make: Callable[[], Any] | None = make
         self._items: list[T] | None = None
         self._compact: tuple[tuple[Any, ...], ...] | None = None
         self._item: Callable[..., T] | None = None

@@ -3,8 +3,8 @@ and p95, and the comparison of one value against that history (the anomaly flag)
 
 from __future__ import annotations
 
-import bisect
 import math
+from bisect import bisect_left, insort
 from typing import Any
 
 __all__ = ["History", "compare_to_history", "median", "percentile"]
@@ -48,17 +48,29 @@ class History:
         self._by_command: dict[str, list[float]] = {}
 
     def add(self, command: str, lap_ms: float) -> None:
-        bisect.insort(self._by_command.setdefault(command, []), lap_ms)
+        self.update(command, lap_ms, None, 0.0)
 
     def remove(self, command: str, lap_ms: float) -> None:
-        values = self._by_command.get(command)
-        if not values:
-            return
-        i = bisect.bisect_left(values, lap_ms)
-        if i < len(values) and values[i] == lap_ms:
-            del values[i]
-        if not values:
-            del self._by_command[command]
+        self.update(None, 0.0, command, lap_ms)
+
+    def update(self, command: str | None, lap_ms: float, gone_command: str | None, gone_ms: float) -> None:
+        """Add ``command``'s ``lap_ms`` and remove ``gone_command``'s ``gone_ms`` (either None: no
+        such step). A full LRU takes its oldest lap out for each new one: one call for both."""
+        by_command = self._by_command
+        if command is not None:
+            values = by_command.get(command)
+            if values is None:
+                by_command[command] = [lap_ms]
+            else:
+                insort(values, lap_ms)
+        if gone_command is not None:
+            values = by_command.get(gone_command)
+            if values:
+                i = bisect_left(values, gone_ms)
+                if i < len(values) and values[i] == gone_ms:
+                    del values[i]
+                if not values:
+                    del by_command[gone_command]
 
     def replace(self, by_command: dict[str, list[float]]) -> None:
         for values in by_command.values():

@@ -90,6 +90,42 @@ def test_the_annotated_root_keeps_events_links_and_their_dropped_counts(make_har
     assert root.attributes["chronograph.lap"] is True and "chronograph.lap_ms" in root.attributes
 
 
+def test_the_annotated_copy_is_the_same_with_positional_or_keyword_arguments(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Positional only when the SDK's ReadableSpan has the expected parameters; keywords otherwise.
+    from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+    from opentelemetry.trace import Link, Status, StatusCode
+
+    from otel_chronograph.sources import _sdk
+
+    tracer = TracerProvider(span_limits=SpanLimits(max_events=1)).get_tracer("tests.core")
+    other = tracer.start_span("other")
+    with tracer.start_as_current_span("parent"):
+        r = tracer.start_span("root", kind=SpanKind.SERVER, attributes={"a": 1, "b": "x"},
+                              links=[Link(other.get_span_context())])
+    r.add_event("e0")
+    r.add_event("e1")
+    r.set_status(Status(StatusCode.ERROR, "boom"))
+    r.end()
+
+    def public(s: ReadableSpan) -> tuple[Any, ...]:
+        return (s.name, s.context, s.parent, s.resource, dict(s.attributes or {}), s.events, s.links, s.kind,
+                s.status, s.start_time, s.end_time, s.instrumentation_scope, s.dropped_events,
+                s.dropped_links, type(s))
+
+    assert _sdk._POSITIONAL
+    copies = [_sdk.annotated_copy(r, {"chronograph.lap": True})]
+    monkeypatch.setattr(_sdk, "_POSITIONAL", False)
+    copies.append(_sdk.annotated_copy(r, {"chronograph.lap": True}))
+    assert public(copies[0]) == public(copies[1])
+    assert public(copies[0])[4] == {"a": 1, "b": "x", "chronograph.lap": True}
+    assert copies[0].dropped_events == 1 and copies[0].status.description == "boom"
+    assert copies[0].parent is not None and copies[0].parent == r.parent
+    bare = ReadableSpan("bare", events=(), attributes=None)
+    assert dict(_sdk.annotated_copy(bare, {"chronograph.lap": True}).attributes or {}) == {
+        "chronograph.lap": True}
+
+
 def test_spans_outside_laps_pass_through_unchanged(harness: Harness) -> None:
     s = start(harness, "background", 0)
     c = start(harness, "child", 1, s)
@@ -305,7 +341,7 @@ def test_failing_assembly_at_end_exports_the_span(harness: Harness, monkeypatch:
     def broken(*a: Any, **k: Any) -> Any:
         raise RuntimeError("assembly")
 
-    monkeypatch.setattr(harness.processor._assembler, "end", broken)
+    monkeypatch.setattr(harness.processor._assembler, "end_item", broken)
     with harness.lap("cmd"):
         pass
     assert [x.name for x in harness.exported()] == ["cmd"]
@@ -404,6 +440,31 @@ def test_deferred_queue_overflow_is_counted_not_blocking() -> None:
     assert q.flush(10)
     assert seen == [lap.request_id for lap in laps[:4]]
     q.shutdown(10)
+
+
+def test_a_queued_lap_lets_go_of_its_span_records_before_it_waits() -> None:
+    """Laps wait in the deferred queue (up to its interval, hundreds under load): they build their
+    timeline first, so the span records they were derived from are not kept alive meanwhile."""
+    import gc
+    import threading
+    import weakref
+
+    from otel_chronograph._pipeline import DeferredSinks
+
+    from .helpers import ROOT_ID, deriver, mk, root
+
+    release = threading.Event()
+    q = DeferredSinks([lambda lap: release.wait(30) and None], batch=1000)
+    spans = [mk("q", 1, ROOT_ID, 1, 2, attributes={"chronograph.sector": "db"})]
+    ref = weakref.ref(spans[0])
+    lap = deriver().derive(root(0, 10), spans)
+    del spans
+    q.put(lap)
+    gc.collect()
+    assert ref() is None
+    assert [(s.name, s.sector) for s in lap.spans] == [("q", "db")]  # the timeline is all there
+    release.set()
+    assert q.shutdown(10)
 
 
 def test_deferred_queue_started_from_many_threads_at_once() -> None:

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry import trace
 
-from otel_chronograph.engine._derive import Deriver
+from otel_chronograph.engine._derive import Deriver, command_from_attributes, status_for
 from otel_chronograph.sources._sdk import record_of
 
 from .conftest import Harness
@@ -333,3 +333,23 @@ def test_processor_derives_what_the_spans_say_whatever_the_end_order(make_harnes
     sectors, other = oracle_sectors(tree)
     assert lap.sectors == {n: float(v) for n, v in sectors.items()}
     assert lap.other_ms == float(other)
+
+
+@settings(max_examples=200, deadline=None)
+@given(attrs=st.fixed_dictionaries({}, optional={
+    "chronograph.command": st.sampled_from(("", "faf score", ["a", "b"])),
+    "http.route": st.sampled_from(("", "/x/{id}", 7)),
+    "http.request.method": st.sampled_from(("", "GET", None)),
+    "http.method": st.sampled_from(("", "POST"))}),
+    lap_ms=st.integers(0, 500), green=st.integers(0, 400), extra=st.integers(0, 400))
+def test_derive_names_and_rates_the_lap_as_the_public_helpers_do(attrs: dict[str, Any], lap_ms: int,
+                                                                  green: int, extra: int) -> None:
+    # Derivation inlines command_from_attributes (after an explicit command) and status_for.
+    d = deriver({"status": {"green_ms": green, "yellow_ms": green + extra}})
+    r = mk("GET span", ROOT_ID, None, 0, lap_ms, attributes=attrs)
+    lap = d.derive(r)
+    explicit = attrs.get("chronograph.command")
+    expected = command_from_attributes("GET span", {k: v for k, v in attrs.items()
+                                                    if k != "chronograph.command"})
+    assert lap.command == (str(explicit[0]) if isinstance(explicit, list) else explicit or expected)
+    assert lap.status == status_for(float(lap_ms), green, green + extra)

@@ -137,3 +137,36 @@ def test_a_lap_document_is_the_same_from_compact_rows_and_from_span_rows() -> No
         assert list(lap.spans)  # made now
         assert encode_lap(lap) == compact_doc
         assert decode_lap(compact_doc).spans == list(lap.spans)
+
+
+near_limit = st.integers(0, 2).flatmap(
+    lambda k: st.sampled_from((0, 1, MAX_NAME_CHARS - 1, MAX_NAME_CHARS, MAX_NAME_CHARS + 1)) if k
+    else st.integers(0, MAX_NAME_CHARS + 2))
+
+
+@settings(max_examples=200, deadline=None)
+@given(spans=st.lists(st.tuples(near_limit, st.one_of(st.none(), near_limit)), max_size=6),
+       command=near_limit, session=st.one_of(st.none(), near_limit), nested=st.booleans(),
+       made=st.sampled_from(("compact", "made", "list")))
+def test_the_bound_check_on_compact_rows_finds_what_a_name_by_name_check_finds(
+        spans: list[tuple[int, int | None]], command: int, session: int | None, nested: bool,
+        made: str) -> None:
+    """The bound check reads a derived lap's names in C-level passes over its compact rows (or over
+    SectorSpans once made, or a plain list): a lap is kept as it is exactly when every name fits."""
+    from ..core.helpers import ROOT_ID, deriver, mk, root
+
+    records = [mk("n" * n, i + 1, i if nested and i else ROOT_ID, i, i + 1,
+                  attributes={"chronograph.sector": "s" * s} if s is not None else {})
+               for i, (n, s) in enumerate(spans)]
+    attrs = {"session.id": "x" * session} if session is not None else {}
+    lap = deriver().derive(root(0, 10, command="c" * command, attributes=attrs), records)
+    if made == "made":
+        list(lap.spans)
+    elif made == "list":
+        lap = replace(lap, spans=list(lap.spans))
+    fits = all(len(name) <= MAX_NAME_CHARS for name in (
+        lap.command, *(lap.session_id or "",), *lap.sectors, *lap.critical_path,
+        *(s.name for s in lap.spans), *(s.sector or "" for s in lap.spans)))
+    bounded = bounded_lap(lap)
+    assert (bounded is lap) == fits
+    assert bounded_lap(bounded) is bounded

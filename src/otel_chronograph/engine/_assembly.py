@@ -8,6 +8,9 @@ A lap is complete when its root has ended and every span started under it has en
 period, when that period after the root's end has passed. Memory is bounded: at most
 ``max_pending`` laps wait (the oldest unfinished one is evicted, counted, never silently), and at most
 ``max_spans`` spans are kept per lap (the rest are counted as dropped and the lap marked truncated).
+
+What it keeps of an ended span is up to the source (:meth:`Assembler.end_item`): the SDK processor keeps
+the SDK's own span and makes its record only when the lap completes, outside the lock.
 """
 
 from __future__ import annotations
@@ -15,9 +18,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from opentelemetry.trace import SpanKind
 
@@ -27,8 +30,13 @@ from ._records import SpanRecord
 __all__ = ["Assembler", "Completed", "PendingLap"]
 
 _LAP_KINDS = (SpanKind.SERVER, SpanKind.CONSUMER)
+_LAP_ATTR = "chronograph.lap"
 
 _NOT_EVICTED = object()
+_NOT_HELD: tuple[bool, Sequence[Any]] = (False, ())  # shared: no allocation per ended span
+_HELD: tuple[bool, Sequence[Any]] = (True, ())
+
+S = TypeVar("S")  # what is kept of an ended span: a SpanRecord, or a source's own span object
 
 LapDecider = Callable[[str, SpanKind, Mapping[str, Any], Mapping[str, Any]], tuple[bool, str | None]]
 
@@ -40,20 +48,20 @@ class PendingLap:
     parent: PendingLap | None
     open_ids: set[int] = field(default_factory=set)
     dropped_ids: set[int] = field(default_factory=set)
-    spans: list[SpanRecord] = field(default_factory=list)
-    root: SpanRecord | None = None
+    spans: list[Any] = field(default_factory=list)  # what end_item was given
+    root: Any = None
     context: Mapping[str, Any] | None = None  # e.g. the baggage of the lap's start context
     deadline_ns: int = 0
     dropped: int = 0
     done: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Completed:
+@dataclass(slots=True)
+class Completed(Generic[S]):
     """A lap ready to derive: its root, the spans that ended in time, and what was missed."""
 
-    root: SpanRecord
-    spans: list[SpanRecord]
+    root: S
+    spans: list[S]
     command: str | None
     truncated: bool
     late: int
@@ -102,14 +110,19 @@ class Assembler:
         """The common start, cheaply: a span whose (local) parent is tracked, with no lap rules to try
         and not itself marked a lap. True when handled; False: call :meth:`start` instead."""
         owner = self._owner.get(parent_id)
-        if owner is None or self._has_rules or attrs.get("chronograph.lap") is True:
+        # ``in`` before the lookup: one operation instead of a method call on almost every span.
+        if owner is None or self._has_rules or (_LAP_ATTR in attrs and attrs[_LAP_ATTR] is True):
             return False
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # not ``with``: that makes two bound methods per span
+        try:
             if owner.done or len(owner.open_ids) >= self._max_spans:
                 self._drop(owner, sid)
             else:
                 owner.open_ids.add(sid)
                 self._owner[sid] = owner
+        finally:
+            lock.release()
         return True
 
     def start(self, sid: int, parent_id: int | None, parent_remote: bool, name: str, kind: SpanKind,
@@ -150,30 +163,25 @@ class Assembler:
             else:
                 self._owner[sid] = owner  # type: ignore[assignment]
 
-    def end(self, span: SpanRecord) -> tuple[bool, list[Completed]]:
+    def end(self, span: SpanRecord) -> tuple[bool, Sequence[Completed[SpanRecord]]]:
         """Record an ended span: (is it a held lap root, the laps this completes)."""
-        sid = span.span_id
-        with self._lock:
+        return self.end_item(span.span_id, span)
+
+    def end_item(self, sid: int, span: S) -> tuple[bool, Sequence[Completed[S]]]:
+        """:meth:`end` for a source that keeps its own span objects (``sid``: the span's id): the
+        laps it completes hold those objects, for the source to make records of outside the lock."""
+        lock = self._lock
+        lock.acquire()  # not ``with``: that makes two bound methods per span
+        try:
             pending = self._owner.pop(sid, None)
             if pending is None:
-                if self._dropped:
-                    under = self._dropped.pop(sid, None)
-                    if under is not None:
-                        under.dropped_ids.discard(sid)
-                        return False, []
-                if not self._evicted_roots:
-                    return False, []
-                command = self._evicted_roots.pop(sid, _NOT_EVICTED)
-                if command is _NOT_EVICTED:
-                    return False, []
-                # The lap was evicted before its root ended: derive what the root alone says.
-                return True, [Completed(span, [], command, True, 0)]  # type: ignore[arg-type]
+                return self._end_untracked(span, sid)
             if pending.root_id == sid:
                 pending.root = span
                 if pending.open_ids and self._grace_ns > 0:
                     pending.deadline_ns = time.monotonic_ns() + self._grace_ns
                     self._waiting_grace[sid] = pending
-                    return True, []
+                    return _HELD
                 return True, self._complete(pending)
             pending.open_ids.discard(sid)
             if len(pending.spans) < self._max_spans:
@@ -184,17 +192,35 @@ class Assembler:
             if pending.root is not None and not pending.open_ids and not pending.done:
                 self._waiting_grace.pop(pending.root_id, None)
                 return False, self._complete(pending)
-            return False, []
+            return _NOT_HELD
+        finally:
+            lock.release()
+
+    def _end_untracked(self, span: S, sid: int) -> tuple[bool, Sequence[Completed[S]]]:
+        """A span no pending lap owns (under the lock): dropped, the root of an evicted lap, or outside
+        every lap."""
+        if self._dropped:
+            under = self._dropped.pop(sid, None)
+            if under is not None:
+                under.dropped_ids.discard(sid)
+                return _NOT_HELD
+        if not self._evicted_roots:
+            return _NOT_HELD
+        command = self._evicted_roots.pop(sid, _NOT_EVICTED)
+        if command is _NOT_EVICTED:
+            return _NOT_HELD
+        # The lap was evicted before its root ended: derive what the root alone says.
+        return True, [Completed(span, [], command, True, 0)]  # type: ignore[arg-type]
 
     def has_waiting(self) -> bool:
         return bool(self._waiting_grace)
 
-    def expire(self, now_ns: int | None = None, everything: bool = False) -> list[Completed]:
+    def expire(self, now_ns: int | None = None, everything: bool = False) -> list[Completed[Any]]:
         """Complete laps whose grace period has passed (all of them when ``everything``)."""
         if not self._waiting_grace:
             return []
         now = time.monotonic_ns() if now_ns is None else now_ns
-        out: list[Completed] = []
+        out: list[Completed[Any]] = []
         with self._lock:
             for rid, pending in list(self._waiting_grace.items()):
                 if everything or pending.deadline_ns <= now:
@@ -226,7 +252,7 @@ class Assembler:
             self._dropped.pop(did, None)
         pending.dropped_ids.clear()
 
-    def _complete(self, pending: PendingLap) -> list[Completed]:
+    def _complete(self, pending: PendingLap) -> list[Completed[Any]]:
         pending.done = True
         self._pending.pop(pending.root_id, None)
         late = len(pending.open_ids)
@@ -243,8 +269,8 @@ class Assembler:
             outer.spans.extend(moved[:max(room, 0)])
             if len(moved) > room:
                 outer.dropped += len(moved) - max(room, 0)
-        result = [Completed(root, pending.spans, pending.command, pending.dropped > 0 or late > 0, late,
-                            pending.context)]
+        result: list[Completed[Any]] = [Completed(
+            root, pending.spans, pending.command, pending.dropped > 0 or late > 0, late, pending.context)]
         if outer is not None and not outer.done and outer.root is not None and not outer.open_ids:
             self._waiting_grace.pop(outer.root_id, None)
             result.extend(self._complete(outer))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any
 
 from .._config import ChronographConfig
@@ -303,9 +304,16 @@ def _flat(root_id: int, r_start: int, r_end: int, spans: Sequence[SpanRecord],
             first = first_start.get(name)
             if first is None or st < first:
                 first_start[name] = st
-    names = sorted(first_start, key=lambda n: (first_start[n], n)) if len(first_start) > 1 else [
-        *first_start]
-    sectors_ns = {n: union_ns(per_sector[n]) if n in per_sector else 0 for n in names}
+    if first_start:
+        names = sorted(first_start, key=lambda n: (first_start[n], n)) if len(first_start) > 1 else [
+            *first_start]
+        sectors_ns = {n: union_ns(per_sector[n]) if n in per_sector else 0 for n in names}
+    else:
+        names, sectors_ns = [], {}
+    if not covered:
+        # No time in any sector (a plain web request): the lap is all other time, and so is its
+        # critical path, whose sections partition the lap. No sort, no walk.
+        return names, sectors_ns, r_end - r_start, {}, r_end - r_start, span_of, own
     other_ns = (r_end - r_start) - union_ns(covered)
     # Jaeger's critical path over leaves: the last-finishing child (ties: by id), then the last one
     # ending before its start, and so on; the root's own time between them is outside any sector.
@@ -355,7 +363,7 @@ def _number(value: Any) -> float | None:
 
 
 _Row = tuple[str | None, str, int, int, int, int, bool]  # a SectorSpan's fields, ids as integers
-_Built = tuple[list[LapEvent], list[_Row]]
+_Built = tuple[list[LapEvent] | None, list[_Row]]
 
 
 def _sector_span(sector: str | None, name: str, span_id: int, parent_id: int, start_ns: int, end_ns: int,
@@ -363,57 +371,63 @@ def _sector_span(sector: str | None, name: str, span_id: int, parent_id: int, st
     return SectorSpan(sector, name, f"{span_id:016x}", f"{parent_id:016x}", start_ns, end_ns, error)
 
 
-def _ordered(events: list[LapEvent], rows: list[_Row], resort: bool) -> _Built:
-    """Events in time order (stable: per span, in the span's own order); rows in start order (then
-    id), a waterfall's order. Rows come in raw start order: the same unless a span was clipped to the
-    lap's start or has an id longer than 16 hex digits (``resort``)."""
-    if len(events) > 1:
-        events.sort(key=lambda e: e.timestamp_ns)
-    if resort and len(rows) > 1:
-        rows.sort(key=lambda r: (r[4], f"{r[2]:016x}"))
-    return events, rows
+_EVENT_TIME = attrgetter("timestamp_ns")
+_NO_EVENTS: tuple[tuple[tuple[Any, ...], ...], Callable[..., LapEvent]] = ((), LapEvent)
 
 
-class _Timeline:
-    """A lap's events and span rows, built on first use.
+def _hex_order(row: _Row) -> tuple[int, str]:
+    return row[4], f"{row[2]:016x}"
+
+
+def _unbuilt() -> None:  # pragma: no cover - a marker, never called (see _Timeline._load)
+    """``Lazy._make`` of a timeline not built yet."""
+
+
+class _Timeline(Lazy[SectorSpan]):
+    """A lap's span rows (this sequence, ``lap.spans``) and events (:meth:`events`, what ``lap.events``
+    reads), both built on the first use of either.
 
     Once built, it lets go of the spans: a lap kept by a sink (the flight recorder keeps thousands)
     then holds its timeline, not every span record and SDK span it was derived from. Rows are kept as
     plain tuples (the garbage collector stops tracking them) until someone reads ``lap.spans``. A flat
     lap keeps what the fast path found (spans by id, their sectors) so the timeline needs no span tree.
+    One object for the rows and the build: reading both costs a few calls, not a chain each.
     """
 
-    __slots__ = ("built", "deriver", "source")
+    __slots__ = ("_events", "_source")
 
     def __init__(self, deriver: Deriver, root: SpanRecord, root_id: int, tree: _Tree | None,
                  span_of: dict[int, SpanRecord], own: list[str | None]) -> None:
-        self.deriver = deriver
-        self.source: tuple[SpanRecord, int, _Tree | None, dict[int, SpanRecord], list[str | None]] | None = (
-            root, root_id, tree, span_of, own)
-        self.built: _Built | None = None
+        self._make = _unbuilt  # not None until built: what Lazy checks
+        self._items = None
+        self._compact = None
+        self._item = None
+        self._events: list[LapEvent] | tuple[tuple[tuple[Any, ...], ...], Callable[..., LapEvent]] = (
+            _NO_EVENTS)
+        self._source: tuple[Deriver, SpanRecord, int, _Tree | None, dict[int, SpanRecord],
+                            list[str | None]] | None = (deriver, root, root_id, tree, span_of, own)
 
-    def _build(self) -> _Built:
-        built = self.built
-        if built is None:
-            source = self.source
-            if source is None:  # built by another thread meanwhile (it sets ``built`` first)
-                assert self.built is not None
-                return self.built
-            root, root_id, tree, span_of, own = source
-            if tree is None:
-                built = self.deriver._flat_timeline(root, root_id, span_of, own)
-            else:
-                built = self.deriver._timeline(root, tree)
-            self.built = built
-            self.source = None
-        return built
+    def _load(self) -> None:
+        source = self._source
+        if source is None:  # built (by another thread, maybe: it clears the source last but one)
+            return
+        deriver, root, root_id, tree, span_of, own = source
+        if tree is None:
+            events, rows = deriver._flat_timeline(root, root_id, span_of, own)
+        else:
+            events, rows = deriver._timeline(root, tree)
+        if events:
+            self._events = events
+        self._item = _sector_span
+        self._compact = tuple(rows)
+        self._source = None
+        self._make = None  # last: another thread seeing it None finds what was built
 
     def events(self) -> list[LapEvent] | tuple[tuple[tuple[Any, ...], ...], Callable[..., LapEvent]]:
-        events = self._build()[0]
-        return events if events else ((), LapEvent)
-
-    def rows(self) -> tuple[tuple[_Row, ...], Callable[..., SectorSpan]]:
-        return tuple(self._build()[1]), _sector_span
+        """The ``make`` of the lap's events (a :class:`Lazy`): the list, or no compact tuples."""
+        if self._make is not None:
+            self._load()
+        return self._events
 
 
 _LAP_FIELDS = ("request_id", "trace_id", "span_id", "command", "timestamp", "start_ns", "end_ns", "lap_ms",
@@ -493,8 +507,13 @@ class Deriver:
             command = rule_command
         elif "command" in found:
             command = str(found["command"])
-        else:
-            command = command_from_attributes(root.name, attrs)
+        else:  # command_from_attributes without its first step (done above), inlined: a call less
+            route = get("http.route")
+            if route:
+                method = get("http.request.method") or get("http.method")
+                command = f"{method} {route}" if method else str(route)
+            else:
+                command = root.name
         if found:
             tier_attr, customer, score_attr, session = (
                 get("chronograph.tier", found.get("tier")),
@@ -530,8 +549,8 @@ class Deriver:
             r_end = r_start
         shares = _flat(root_id, r_start, r_end, spans, self.sector_of, self._has_sector_rules)
         tree: _Tree | None = None
-        own: list[str | None] = []
         if shares is None:
+            own: list[str | None] = []
             tree = self._tree(root_id, r_start, r_end, spans)
             names, sectors_ns, other_ns = _splits(tree)
             cp_ns, cp_other = _critical_shares(tree)
@@ -544,22 +563,28 @@ class Deriver:
         lap_ms = (r_end - r_start) / _NS_PER_MS
         green, yellow = self._thresholds.get(cmd, self._default_thresholds) if self._thresholds else (
             self._default_thresholds)
-        status = status_for(lap_ms, green, yellow)
+        status: Status = "GREEN" if lap_ms < green else "YELLOW" if lap_ms < yellow else "RED"  # status_for
         error = root.error
-        error_message = root.status_message if error else None
-        if error and self._status.on_error != "time":
-            status = self._status.on_error
-        if error and not error_message:
-            error_message = _exception_message(root, span_of.values())
+        error_message = None
+        if error:
+            error_message = root.status_message
+            if self._status.on_error != "time":
+                status = self._status.on_error
+            if not error_message:
+                error_message = _exception_message(root, span_of.values())
 
-        hex_id = f"{root_id:016x}"
+        cost = self._costs.get((cmd, tier))  # step 7: price (the cache of self.cost, read here)
+        if cost is None:
+            cost = self.cost(cmd, tier)
+
+        hex_id = "%016x" % root_id  # noqa: UP031 - cheaper than an f-string's format spec
         timeline = _Timeline(self, root, root_id, tree, span_of, own)
         service = root.resource.get("service.name") if root.resource else None
         # Positional (the field order is checked at import, _LAP_FIELDS): 25 keywords cost more
         # than the rest of this method's own work.
         return Lap(
             "req_" + hex_id,  # request_id
-            format(root.trace_id, "032x"),  # trace_id
+            "%032x" % root.trace_id,  # noqa: UP031 - trace_id
             hex_id,  # span_id
             cmd,  # command
             r_start // _NS_PER_MS,  # timestamp
@@ -575,9 +600,9 @@ class Deriver:
             tier,
             customer,
             score,
-            self.cost(cmd, tier),  # cost, step 7: price
+            cost,
             Lazy(timeline.events),  # events
-            Lazy(timeline.rows),  # spans
+            timeline,  # spans
             error_message,
             session,  # session_id
             str(service) if service else None,  # service_name
@@ -594,59 +619,84 @@ class Deriver:
     def _timeline(self, root: SpanRecord, tree: _Tree) -> _Built:
         """Span rows (clipped to the lap) and span events in time order, for timelines and flamegraphs."""
         rows: list[_Row] = []
-        events: list[LapEvent] = []
-        limit = self._max_events
+        append = rows.append
+        with_events: list[tuple[int, int, SpanRecord, str | None]] | None = None
         r_start, r_end = tree.r_start, tree.r_end
         sector, parent_of, raw = tree.sector, tree.parent_of, tree.raw
-        if root.events:
-            self._events(root.events, None, root.name, r_start, events, limit)
-        span_of = tree.span_of
-        resort = False
-        # Visit spans in start order (then id): events at the same instant come out in the same order
-        # whatever order the spans arrived in.
-        for st, sid in sorted((raw[sid][0], sid) for sid in span_of):
-            s = span_of[sid]
-            en = raw[sid][1]
-            if st < r_start or sid > _MAX_SPAN_ID:
-                resort = True
+        last, last_id, resort = r_start, -1, False
+        for sid, s in tree.span_of.items():
+            st, en = raw[sid]
+            if (st <= last and (st < last or sid < last_id)) or sid > _MAX_SPAN_ID:
+                resort = True  # see _flat_timeline
+            last, last_id = st, sid
             b = en if en < r_end else r_end
             a = st if st > r_start else r_start
             name = sector[sid]
-            rows.append((name, s.name, sid, parent_of[sid], a, b if b > a else a, s.error))
-            ev = s.events
-            if ev:
-                self._events(ev, name, s.name, r_start, events, limit)
-        return _ordered(events, rows, resort)
+            append((name, s.name, sid, parent_of[sid], a, b if b > a else a, s.error))
+            if s.events:
+                if with_events is None:
+                    with_events = []
+                with_events.append((st, sid, s, name))
+        if resort and len(rows) > 1:
+            rows.sort(key=_hex_order)
+        return self._span_events(root, r_start, with_events), rows
 
     def _flat_timeline(self, root: SpanRecord, root_id: int, span_of: dict[int, SpanRecord],
                        own: list[str | None]) -> _Built:
         """What :meth:`_timeline` builds, for a lap the fast path derived (every span a child of the
-        root, ``own`` their sectors in ``span_of``'s order): no span tree to build."""
+        root, ``own`` their sectors in ``span_of``'s order): no span tree to build.
+
+        Rows go in a waterfall's order: by start (clipped to the lap), then id as text. Spans usually
+        come in that order already (they end in it); rows are sorted only when they did not, or when
+        a start was clipped or an id is longer than 16 hex digits (its text sorts differently).
+        """
         rows: list[_Row] = []
-        events: list[LapEvent] = []
-        limit = self._max_events
+        append = rows.append
+        with_events: list[tuple[int, int, SpanRecord, str | None]] | None = None
         r_start, r_end = root.start_time, root.end_time
         if r_end < r_start:
             r_end = r_start
-        if root.events:
-            self._events(root.events, None, root.name, r_start, events, limit)
-        # (start, id) pairs are unique (ids are), so sorting never compares the records.
-        order = [(s.start_time or r_start, sid, s, name) for (sid, s), name in zip(span_of.items(), own,
-                                                                                   strict=True)]
-        if len(order) > 1:
-            order.sort()
-        resort = False
-        for st, sid, s, name in order:
-            en = s.end_time or st
-            if st < r_start or sid > _MAX_SPAN_ID:
+        last, last_id, resort = r_start, -1, False
+        # span_of is keyed by span_id and own is as long (_flat fills both); zip(strict=True) would
+        # parse a keyword argument every lap.
+        for s, name in zip(span_of.values(), own):  # noqa: B905
+            sid = s.span_id
+            st = s.start_time or r_start
+            if (st <= last and (st < last or sid < last_id)) or sid > _MAX_SPAN_ID:
                 resort = True
+            last, last_id = st, sid
+            en = s.end_time or st
             b = en if en < r_end else r_end
             a = st if st > r_start else r_start
-            rows.append((name, s.name, sid, root_id, a, b if b > a else a, s.error))
-            ev = s.events
-            if ev:
-                self._events(ev, name, s.name, r_start, events, limit)
-        return _ordered(events, rows, resort)
+            append((name, s.name, sid, root_id, a, b if b > a else a, s.error))
+            if s.events:
+                if with_events is None:
+                    with_events = []
+                with_events.append((st, sid, s, name))
+        if resort and len(rows) > 1:
+            rows.sort(key=_hex_order)
+        return self._span_events(root, r_start, with_events), rows
+
+    def _span_events(self, root: SpanRecord, r_start: int,
+                     with_events: list[tuple[int, int, SpanRecord, str | None]] | None
+                     ) -> list[LapEvent] | None:
+        """The events of the root, then of the spans in ``with_events`` in start order (then id), so
+        that events at the same instant come out in the same order whatever order the spans arrived
+        in; in time order (a stable sort: per span, in the span's own order). None: no events."""
+        if with_events is None and not root.events:
+            return None
+        events: list[LapEvent] = []
+        limit = self._max_events
+        if root.events:
+            self._events(root.events, None, root.name, r_start, events, limit)
+        if with_events is not None:
+            if len(with_events) > 1:
+                with_events.sort()  # (start, id) pairs are unique: never compares the records
+            for _, _, s, name in with_events:
+                self._events(s.events, name, s.name, r_start, events, limit)
+        if len(events) > 1:
+            events.sort(key=_EVENT_TIME)
+        return events
 
     def _events(self, source: Sequence[Any], sector: str | None, span_name: str, r_start: int,
                 out: list[LapEvent], limit: int) -> None:
@@ -717,21 +767,24 @@ def _sector_key(name: str) -> str:
 
 def lap_attributes(lap: Lap) -> dict[str, Any]:
     """The ``chronograph.*`` attributes the exported lap span carries."""
+    cost = lap.cost
+    hit = _cost_texts.get(id(cost))  # cost_text's cache, read here: a call less per lap
     out: dict[str, Any] = {
         "chronograph.lap": True,
         "chronograph.command": lap.command,
         "chronograph.lap_ms": lap.lap_ms,
         "chronograph.other_ms": lap.other_ms,
         "chronograph.status": lap.status,
-        "chronograph.cost": cost_text(lap.cost),
+        "chronograph.cost": hit[1] if hit is not None and hit[0] is cost else cost_text(cost),
         "chronograph.request_id": lap.request_id,
         "chronograph.tier": lap.tier,
     }
     if lap.customer is not None:
         out["chronograph.customer"] = lap.customer
-    for name, ms in lap.sectors.items():
-        out[_sector_key(name)] = ms
+    sectors = lap.sectors
+    if sectors:
+        for name, ms in sectors.items():
+            out[_sector_key(name)] = ms
     if lap.error:
         out["chronograph.error"] = True
     return out
-

@@ -132,7 +132,7 @@ class JoiningProcessor(ChronographProcessor):
         super().__init__(*args, **kwargs)
         self.children = children
 
-    def _finish_ended(self, completed: list[Completed]) -> None:
+    def _finish_ended(self, completed: Sequence[Completed[SpanRecord]]) -> None:
         try:
             completed = [self._join(c) for c in completed]
         except Exception:  # the laps are still derived, from the spans of this process
@@ -140,7 +140,7 @@ class JoiningProcessor(ChronographProcessor):
             log_once("exec-join", "chronograph exec failed to join a child's spans to its lap")
         super()._finish_ended(completed)
 
-    def _join(self, completed: Completed) -> Completed:
+    def _join(self, completed: Completed[SpanRecord]) -> Completed[SpanRecord]:
         extra = self.children.take(completed.root.trace_id)
         if not extra:
             return completed

@@ -298,8 +298,9 @@ def _cut_opt(text: str | None, limit: int = MAX_NAME_CHARS) -> str | None:
     return None if text is None else _cut(text, limit)
 
 
-def _within(lap: Lap) -> tuple[bool, list[int]]:
-    """(whether ``lap`` is within every bound, each event's details size): one pass, few calls."""
+def _within(lap: Lap) -> list[int] | None:
+    """None when ``lap`` is within every bound (the usual case, checked in one pass, few calls), else
+    each event's details size, for :func:`bounded_lap` to cut it."""
     limit = MAX_NAME_CHARS
     session, service, customer, message = lap.session_id, lap.service_name, lap.customer, lap.error_message
     ok = not (len(lap.command) > limit or len(lap.tier) > limit
@@ -314,7 +315,11 @@ def _within(lap: Lap) -> tuple[bool, list[int]]:
         if len(name) > limit:
             ok = False
     spans = lap.spans
-    rows = spans.compact() if isinstance(spans, Lazy) else None
+    try:  # a Lazy (isinstance would call ABCMeta.__instancecheck__: lap.spans is a subclass of Lazy)
+        compact = spans.compact  # type: ignore[attr-defined]
+    except AttributeError:  # a plain sequence: a bounded copy, a lap read back from SQLite
+        compact = None
+    rows = compact() if compact is not None else None
     if rows is not None:  # not made into SectorSpans yet (maybe never): read the tuples
         for row in rows:  # (sector, name, ...): SectorSpan's field order
             sector = row[0]
@@ -324,16 +329,16 @@ def _within(lap: Lap) -> tuple[bool, list[int]]:
         for span in spans:
             if len(span.name) > limit or (span.sector is not None and len(span.sector) > limit):
                 ok = False
-    sizes: list[int] = []
     events = lap.events
     if isinstance(events, Lazy) and events.compact() == ():
-        return ok, sizes
+        return None if ok else []
+    sizes: list[int] = []
     for e in events:
         if len(e.name) > limit or len(e.span_name) > limit or (
                 e.sector is not None and len(e.sector) > limit):
             ok = False
         sizes.append(_details_chars(e.attributes) if e.attributes else 0)
-    return ok and sum(sizes) <= MAX_DETAILS_CHARS, sizes
+    return None if ok and sum(sizes) <= MAX_DETAILS_CHARS else sizes
 
 
 def bounded_lap(lap: Lap) -> Lap:
@@ -341,8 +346,8 @@ def bounded_lap(lap: Lap) -> Lap:
     copy with long names cut (marked ``…[truncated N characters]``), event details beyond the
     record's budget replaced by a ``chronograph.details_dropped`` note (every milestone stays on the
     timeline), and ``truncated`` set."""
-    ok, sizes = _within(lap)
-    if ok:
+    sizes = _within(lap)
+    if sizes is None:
         return lap
     note = {DETAILS_DROPPED: f"this record's event details exceed {MAX_DETAILS_CHARS} characters"}
     note_chars = _details_chars(note)

@@ -30,7 +30,7 @@ from .._pipeline import _Once
 from .._sqlite import ThreadConnections, connect, describe, storable, transaction
 from .._stats import History, compare_to_history
 from .._worker import Worker
-from ._record import FlightRecord, bounded_lap, decode_lap, encode_lap
+from ._record import FlightRecord, _within, bounded_lap, decode_lap, encode_lap
 
 __all__ = ["MAX_PENDING", "FlightStore", "History"]
 
@@ -184,8 +184,11 @@ class FlightStore:
 
     def add(self, lap: Lap) -> None:
         """Record a lap: into the LRU now, into SQLite with the next batch."""
-        bounded = bounded_lap(lap)
-        with self._lock:
+        # The check alone first (one call less per lap): laps nearly always fit.
+        bounded = lap if _within(lap) is None else bounded_lap(lap)
+        lock = self._lock
+        lock.acquire()  # not ``with``: that costs twice as much, and this runs for every lap
+        try:
             if bounded is not lap:
                 self.truncated += 1
             self._remember(bounded)
@@ -197,6 +200,8 @@ class FlightStore:
             else:
                 self._pending.append(bounded)
                 queued = len(self._pending)
+        finally:
+            lock.release()
         if drop:
             self._note_dropped()
             return
@@ -235,16 +240,25 @@ class FlightStore:
     def _remember(self, lap: Lap) -> None:
         """Into the LRU (and the memory-only history); call with ``_lock`` held."""
         laps = self._laps
-        old = laps.pop(lap.request_id, None)
-        laps[lap.request_id] = lap
-        self._by_trace[lap.trace_id] = lap.request_id
+        rid = lap.request_id
+        old = laps.pop(rid, None)
+        laps[rid] = lap
+        by_trace = self._by_trace
+        by_trace[lap.trace_id] = rid
+        # Once full, each lap in takes the oldest out (what _forget does, inline: it runs every lap).
+        gone = laps.popitem(False)[1] if len(laps) > self.max_records else None  # False: the oldest
+        if gone is not None and by_trace.get(gone.trace_id) == gone.request_id:
+            del by_trace[gone.trace_id]
         if self.path is None:
+            history = self._history
             if old is not None:
-                self._history.remove(old.command, old.lap_ms)
-            self._history.add(lap.command, lap.lap_ms)
-        while len(laps) > self.max_records:
-            _, gone = laps.popitem(last=False)
-            self._forget(gone)
+                history.remove(old.command, old.lap_ms)
+            if gone is None:
+                history.update(lap.command, lap.lap_ms, None, 0.0)
+            else:
+                history.update(lap.command, lap.lap_ms, gone.command, gone.lap_ms)
+        while len(laps) > self.max_records:  # max_records lowered meanwhile
+            self._forget(laps.popitem(last=False)[1])
 
     def _forget(self, lap: Lap) -> None:
         if self._by_trace.get(lap.trace_id) == lap.request_id:

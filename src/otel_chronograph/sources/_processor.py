@@ -18,9 +18,8 @@ from opentelemetry import baggage
 from opentelemetry.context import Context
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.trace import SpanContext
 
-from .._api import ending_handle
+from .._api import any_ending_handle, ending_handle
 from .._config import ChronographConfig, load_config
 from .._lap import Lap
 from .._pipeline import log_once
@@ -28,9 +27,9 @@ from .._worker import Deadline, Worker
 from ..engine._assembly import Assembler, Completed
 from ..engine._derive import lap_attributes
 from ..engine._engine import Engine
-from ..engine._records import EMPTY
+from ..engine._records import EMPTY, SpanRecord
 from ..engine._rules import compile_lap_rules
-from ._sdk import _TUPLE, annotated_copy, record_of, resource_attributes, start_fields
+from ._sdk import _CTX, annotated_copy, records_of, resource_attributes, start_fields
 
 __all__ = ["ChronographProcessor"]
 
@@ -39,8 +38,10 @@ LapCallback = Callable[[Lap], None]
 _SINK_SHUTDOWN_S = 10.0  # one deadline for every sink at shutdown; exporters are shut down before it
 
 
-def annotated_root(root: ReadableSpan, lap: Lap) -> ReadableSpan:
-    return annotated_copy(root, lap_attributes(lap))
+def _recorded(c: Completed[ReadableSpan]) -> Completed[SpanRecord]:
+    """A completed lap of SDK spans, as records (made outside the assembler's lock)."""
+    root, *spans = records_of((c.root, *c.spans))
+    return Completed(root, spans, c.command, c.truncated, c.late, c.context)
 
 
 class ChronographProcessor(SpanProcessor):
@@ -153,94 +154,109 @@ class ChronographProcessor(SpanProcessor):
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         if self._enabled:
             try:
-                # start_fields, inlined for the SDK's own spans (a call less on every span start).
+                # The common start, read inline: an SDK span under a local parent (no call but the
+                # assembler's); roots, remote parents and other span types take _start.
                 sdk: Any = span
                 try:
-                    ctx, parent, attrs = sdk._context, sdk._parent, sdk._attributes._dict
-                    fast = _TUPLE and ctx.__class__ is SpanContext and (
-                        parent is None or parent.__class__ is SpanContext)
+                    parent, ctx = sdk._parent, sdk._context
                 except AttributeError:
-                    fast = False
-                if fast:
-                    sid = ctx[1]
-                    parent_id, remote = (None, False) if parent is None else (parent[1], parent[2])
-                else:
-                    sid, parent_id, remote, attrs = start_fields(span)
-                if sid is not None and (parent_id is None or remote or not self._assembler.start_child(
-                        sid, parent_id, attrs)):
-                    self._assembler.start(
-                        sid, parent_id, remote, span.name, span.kind, attrs,
-                        resource_attributes(span.resource) if self._rules_read_resource else EMPTY,
-                        (lambda: baggage.get_all(parent_context)) if self._baggage else None)
+                    parent = ctx = None
+                if not (parent.__class__ is _CTX and ctx.__class__ is _CTX and not parent[2]
+                        and self._assembler.start_child(ctx[1], parent[1], sdk._attributes._dict)):
+                    self._start(span, parent_context)
             except Exception:
                 self.engine.failures[0] += 1
                 log_once("on_start", "chronograph failed to track a span; it is exported unchanged")
         for p in self._next:
-            p.on_start(span, parent_context=parent_context)
+            p.on_start(span, parent_context)  # positional: a keyword costs more on every span
+
+    def _start(self, span: Span, parent_context: Context | None) -> None:
+        sid, parent_id, remote, attrs = start_fields(span)
+        if sid is not None and (parent_id is None or remote or not self._assembler.start_child(
+                sid, parent_id, attrs)):
+            self._assembler.start(
+                sid, parent_id, remote, span.name, span.kind, attrs,
+                resource_attributes(span.resource) if self._rules_read_resource else EMPTY,
+                (lambda: baggage.get_all(parent_context)) if self._baggage else None)
 
     def on_end(self, span: ReadableSpan) -> None:
         held = False
-        completed: list[Completed] = []
+        completed: Sequence[Completed[ReadableSpan]] = ()
         if self._enabled:
             try:
-                record = record_of(span)
-                if record.span_id:  # 0: no span context, nothing to track
-                    held, completed = self._assembler.end(record)
+                # The assembler keeps the SDK span itself: records are made when the lap completes.
+                try:
+                    ctx: Any = span._context
+                except AttributeError:
+                    ctx = span.context
+                sid = ctx[1] if ctx.__class__ is _CTX else ctx.span_id if ctx is not None else 0
+                if sid:  # 0: no span context, nothing to track
+                    held, completed = self._assembler.end_item(sid, span)
                     if self._grace:
-                        self._expire(completed)
+                        completed = self._expire(completed)
             except Exception:
                 self.engine.failures[0] += 1
                 log_once("on_end", "chronograph failed to assemble a span; it is exported unchanged")
-                held, completed = False, []
+                held, completed = False, ()
         if not held:
             for p in self._next:
                 p.on_end(span)
         if completed:
-            self._finish_ended(completed)
+            self._finish_ended([_recorded(c) for c in completed])
 
-    def _finish_ended(self, completed: list[Completed]) -> None:
+    def _finish_ended(self, completed: Sequence[Completed[SpanRecord]]) -> None:
         """The laps an ended span completed (a subclass may add to them first)."""
         for c in completed:
             self._finish(c)
 
-    def _expire(self, completed: list[Completed]) -> None:
+    def _expire(self, completed: Sequence[Completed[ReadableSpan]]) -> Sequence[Completed[ReadableSpan]]:
+        """``completed`` plus the laps whose grace period has passed."""
         asm = self._assembler
-        completed.extend(asm.expire())
+        expired = asm.expire()
         if asm.has_waiting():
             self._sweeper.wake()
+        return [*completed, *expired] if expired else completed
 
     def _forward(self, span: ReadableSpan) -> None:
         for p in self._next:
             p.on_end(span)
 
-    def _finish(self, c: Completed) -> None:
-        root: ReadableSpan = c.root.source
-        lap = self.engine.derive(c.root, c.spans, c.command, c.truncated, c.context)
+    def _finish(self, c: Completed[SpanRecord]) -> None:
+        # Each step is a call or two on every lap's path: the root's annotation, the forwarding loop
+        # and (without sinks on the lap's path) Engine.deliver are inlined here.
+        record = c.root
+        root: ReadableSpan = record.source
+        engine = self.engine
+        lap = engine.derive(record, c.spans, c.command, c.truncated, c.context)
         if lap is None:
             self._forward(root)
             return
         out = root
         try:
             try:
-                out = annotated_root(root, lap)
+                out = annotated_copy(root, lap_attributes(lap))
             except Exception:
-                self.engine.failures[0] += 1
+                engine.failures[0] += 1
                 log_once("annotate", "chronograph failed to annotate a lap span")
-            handle = ending_handle(c.root.span_id)
-            self.engine.deliver(lap)
+            handle = any_ending_handle()
+            if handle is not None:
+                handle = ending_handle(record.span_id)
+            if engine.sinks:
+                engine.deliver(lap)
             if handle is not None:
                 handle.telemetry = lap
         finally:
             # Even when a sink raised SystemExit/KeyboardInterrupt: the lap span is never lost.
-            self._forward(out)
-        self.engine.publish(lap)
+            for p in self._next:
+                p.on_end(out)
+        engine.publish(lap)
 
     # -- grace periods --------------------------------------------------------------------------
 
     def _sweep(self) -> float | None:
         asm = self._assembler
         for c in asm.expire():
-            self._finish(c)
+            self._finish(_recorded(c))
         nxt = asm.next_deadline_ns()
         if nxt is None:
             return None
@@ -270,7 +286,7 @@ class ChronographProcessor(SpanProcessor):
         if self._shutdown:
             return
         for c in self._assembler.expire(everything=True):
-            self._finish(c)
+            self._finish(_recorded(c))
         self._shutdown = True
         self._sweeper.stop(1.0)
         for p in self._next:

@@ -8,16 +8,18 @@ to the public property if the SDK ever changes that.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import SpanContext, StatusCode
 
 from ..engine._records import EMPTY, SpanRecord
 
-__all__ = ["annotated_copy", "attributes_of", "record_of", "resource_attributes", "start_fields"]
+__all__ = ["annotated_copy", "attributes_of", "record_of", "records_of", "resource_attributes",
+           "start_fields"]
 
 _ERROR = StatusCode.ERROR
 
@@ -48,6 +50,14 @@ def _tuple_layout() -> bool:
 _TUPLE = _tuple_layout()
 
 
+class _NoTuple:
+    """Matches no context: with the API's tuple layout gone, every read takes the public API."""
+
+
+# The class whose instances are read by index: one identity check on the per-span path.
+_CTX: Any = SpanContext if _TUPLE else _NoTuple
+
+
 def start_fields(span: Any) -> tuple[int | None, int | None, bool, Mapping[str, Any]]:
     """(span id or None without a context, parent span id or None, parent is remote, attributes) of a
     starting span, read in one call."""
@@ -57,7 +67,7 @@ def start_fields(span: Any) -> tuple[int | None, int | None, bool, Mapping[str, 
         ctx, parent, attrs = span.context, span.parent, attributes_of(span)
     if ctx is None:
         return None, None, False, attrs
-    if _TUPLE and ctx.__class__ is SpanContext and (parent is None or parent.__class__ is SpanContext):
+    if ctx.__class__ is _CTX and (parent is None or parent.__class__ is _CTX):
         return ctx[1], (parent[1] if parent is not None else None), (
             parent is not None and parent[2]), attrs
     return ctx.span_id, (parent.span_id if parent is not None else None), (
@@ -91,39 +101,45 @@ def resource_attributes(resource: Resource | None) -> Mapping[str, Any]:
 
 
 def record_of(span: ReadableSpan) -> SpanRecord:
-    """The record of an ended SDK span (the span itself is kept as ``source`` for annotation).
+    """The record of an ended SDK span (the span itself is kept as ``source`` for annotation)."""
+    return records_of((span,))[0]
+
+
+def records_of(spans: Iterable[ReadableSpan]) -> list[SpanRecord]:
+    """The records of ended SDK spans, in one loop (a lap's spans: no call per span).
 
     Reads the SDK's fields directly: every public property is a call, ``events`` copies a tuple, and
     ``attributes`` wraps a proxy; on the per-span path that was most of the adapter's cost.
     """
-    try:
-        ctx = span._context
-        parent = span._parent
-        start = span._start_time or 0
-        end = span._end_time or start
-        status = span._status
-        code = status._status_code  # the API's Status keeps it there; the property is a call
-        attrs = span._attributes
-        inner = attrs._dict if attrs is not None else EMPTY  # type: ignore[attr-defined]
-        events = span._events
-        resource = span._resource
-        name, kind = span._name, span._kind
-    except AttributeError:  # not the SDK's span layout: the public API
-        return _record_public(span)
-    error = code is _ERROR
-    if _TUPLE and ctx.__class__ is SpanContext and (parent is None or parent.__class__ is SpanContext):
-        trace_id, span_id = ctx[0], ctx[1]
-        parent_id, parent_remote = (parent[1], parent[2]) if parent is not None else (None, None)
-    else:
-        trace_id, span_id = (ctx.trace_id, ctx.span_id) if ctx is not None else (0, 0)
-        parent_id, parent_remote = ((parent.span_id, parent.is_remote) if parent is not None
-                                    else (None, None))
-    return SpanRecord(
-        trace_id, span_id, parent_id, name, kind, start, end,
-        inner if isinstance(inner, dict) else attributes_of(span), () if events is None else events, error,
-        status.description if error else None,
-        last[1] if (last := _last_resource)[0] is resource else resource_attributes(resource),
-        parent_remote, span)
+    out: list[SpanRecord] = []
+    append = out.append
+    ctx: Any
+    parent: Any
+    for span in spans:
+        try:
+            ctx = span._context
+            parent = span._parent
+            status = span._status
+            inner = span._attributes._dict  # type: ignore[union-attr]
+            if ctx.__class__ is _CTX and (parent is None or parent.__class__ is _CTX) and (
+                    inner.__class__ is dict):
+                error = status._status_code is _ERROR  # the API's Status keeps it there
+                start = span._start_time or 0
+                events: Any = span._events
+                if events is None or (events.__class__ is BoundedList and not events._dq):  # type: ignore[attr-defined]
+                    events = ()  # not the SDK's empty list: its truth test is a Python call per read
+                resource = span._resource
+                append(SpanRecord(
+                    ctx[0], ctx[1], None if parent is None else parent[1], span._name, span._kind,
+                    start, span._end_time or start, inner, events, error,
+                    status.description if error else None,
+                    last[1] if (last := _last_resource)[0] is resource else resource_attributes(resource),
+                    None if parent is None else parent[2], span))
+                continue
+        except AttributeError:  # not the SDK's span layout
+            pass
+        append(_record_public(span))
+    return out
 
 
 def _record_public(span: ReadableSpan) -> SpanRecord:
@@ -140,28 +156,44 @@ def _record_public(span: ReadableSpan) -> SpanRecord:
         parent.is_remote if parent is not None else None, span)
 
 
+# ReadableSpan's parameters, in the order annotated_copy passes them.
+_READABLE_PARAMS = ("name", "context", "parent", "resource", "attributes", "events", "links", "kind",
+                    "instrumentation_info", "status", "start_time", "end_time", "instrumentation_scope")
+
+
+def _positional_layout() -> bool:
+    """Whether ``ReadableSpan`` takes exactly these parameters in this order: then the copy passes them
+    positionally (13 keywords cost a third of the copy)."""
+    try:
+        code = ReadableSpan.__init__.__code__
+        return code.co_varnames[1:code.co_argcount] == _READABLE_PARAMS
+    except AttributeError:  # pragma: no cover - not a Python-level __init__
+        return False
+
+
+_POSITIONAL = _positional_layout()
+
+
 def annotated_copy(root: ReadableSpan, extra: Mapping[str, Any]) -> ReadableSpan:
     """A frozen span can't take attributes, so exporters get a copy of the root with ``extra`` added.
 
     The ended root never changes again, so the copy shares its events and links (the SDK's bounded
     lists, which keep their dropped counts) instead of the tuples the public properties build.
     """
+    sdk: Any = root  # its private fields
     try:
-        attrs = root._attributes
-        inner = attrs._dict if attrs is not None else EMPTY  # type: ignore[attr-defined]
-        fields = (root._name, root._context, root._parent, root._resource, root._events, root._links,
-                  root._kind, root._status, root._start_time, root._end_time,
-                  root._instrumentation_scope)
+        attrs = sdk._attributes
+        inner = attrs._dict if attrs is not None else EMPTY
+        if isinstance(inner, dict):  # an older SDK's OrderedDict too
+            fields = (sdk._name, sdk._context, sdk._parent, sdk._resource, {**inner, **extra}, sdk._events,
+                      sdk._links, sdk._kind, None, sdk._status, sdk._start_time, sdk._end_time,
+                      sdk._instrumentation_scope)
+            if _POSITIONAL:
+                return ReadableSpan(*fields)
+            return ReadableSpan(**dict(zip(_READABLE_PARAMS, fields, strict=True)))
     except AttributeError:  # not the SDK's span layout: the public API
-        return _annotated_public(root, extra)
-    if not isinstance(inner, dict):
-        return _annotated_public(root, extra)
-    name, context, parent, resource, events, links, kind, status, start, end, scope = fields
-    return ReadableSpan(
-        name=name, context=context, parent=parent, resource=resource, attributes={**inner, **extra},
-        events=events, links=links, kind=kind, status=status, start_time=start, end_time=end,
-        instrumentation_scope=scope,
-    )
+        pass
+    return _annotated_public(root, extra)
 
 
 def _annotated_public(root: ReadableSpan, extra: Mapping[str, Any]) -> ReadableSpan:
