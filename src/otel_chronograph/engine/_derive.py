@@ -617,34 +617,17 @@ class Deriver:
         return tree
 
     def _timeline(self, root: SpanRecord, tree: _Tree) -> _Built:
-        """Span rows (clipped to the lap) and span events in time order, for timelines and flamegraphs."""
-        rows: list[_Row] = []
-        append = rows.append
-        with_events: list[tuple[int, int, SpanRecord, str | None]] | None = None
-        r_start, r_end = tree.r_start, tree.r_end
-        sector, parent_of, raw = tree.sector, tree.parent_of, tree.raw
-        last, last_id, resort = r_start, -1, False
-        for sid, s in tree.span_of.items():
-            st, en = raw[sid]
-            if (st <= last and (st < last or sid < last_id)) or sid > _MAX_SPAN_ID:
-                resort = True  # see _flat_timeline
-            last, last_id = st, sid
-            b = en if en < r_end else r_end
-            a = st if st > r_start else r_start
-            name = sector[sid]
-            append((name, s.name, sid, parent_of[sid], a, b if b > a else a, s.error))
-            if s.events:
-                if with_events is None:
-                    with_events = []
-                with_events.append((st, sid, s, name))
-        if resort and len(rows) > 1:
-            rows.sort(key=_hex_order)
-        return self._span_events(root, r_start, with_events), rows
+        """Span rows (clipped to the lap) and span events in time order, for timelines and flamegraphs:
+        the flat builder's loop, with each span's inherited sector and parent from the tree."""
+        sector = tree.sector
+        return self._flat_timeline(root, tree.root_id, tree.span_of, [sector[sid] for sid in tree.span_of],
+                                   tree.parent_of)
 
     def _flat_timeline(self, root: SpanRecord, root_id: int, span_of: dict[int, SpanRecord],
-                       own: list[str | None]) -> _Built:
+                       own: list[str | None], parent_of: dict[int, int] | None = None) -> _Built:
         """What :meth:`_timeline` builds, for a lap the fast path derived (every span a child of the
-        root, ``own`` their sectors in ``span_of``'s order): no span tree to build.
+        root, ``own`` their sectors in ``span_of``'s order): no span tree to build. ``parent_of``: each
+        span's parent, for any other lap (None: the root).
 
         Rows go in a waterfall's order: by start (clipped to the lap), then id as text. Spans usually
         come in that order already (they end in it); rows are sorted only when they did not, or when
@@ -668,7 +651,8 @@ class Deriver:
             en = s.end_time or st
             b = en if en < r_end else r_end
             a = st if st > r_start else r_start
-            append((name, s.name, sid, root_id, a, b if b > a else a, s.error))
+            append((name, s.name, sid, root_id if parent_of is None else parent_of[sid], a,
+                    b if b > a else a, s.error))
             if s.events:
                 if with_events is None:
                     with_events = []
