@@ -12,6 +12,9 @@ production.
 Modes: ``base`` (SDK alone), ``off`` (chronograph installed, ``enabled: false``), ``nomet`` (no metrics,
 no recorder), ``norec`` (metrics, no recorder), ``chrono`` (defaults).
 
+``--shape core`` runs bench_core.py's lap (a) instead: a root and 4 sectors, with bench_core's
+configuration (annotation and metrics on, no recorder).
+
 Run: ``python benchmarks/cg_lap.py count chrono`` (needs valgrind): per-lap instructions of N=1000 laps
 minus N=0, so start-up cancels out. ``python benchmarks/cg_lap.py run MODE N`` is what valgrind runs.
 """
@@ -35,11 +38,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind
 
 sys.path.insert(0, str(Path(__file__).parent))
+import bench_core
 import bench_web
 
 import otel_chronograph as chrono
+from otel_chronograph import _pipeline
 from otel_chronograph._config import load_config
-from otel_chronograph._pipeline import _settle
 from otel_chronograph.sources import ChronographProcessor
 
 MODES = ("base", "off", "nomet", "norec", "chrono")
@@ -49,7 +53,7 @@ ATTRS = {"http.scheme": "http", "http.host": "bench", "net.host.port": 80, "http
 QUERY = {"db.system": "sqlite", "db.statement": "SELECT score, team FROM scores WHERE name = ?"}
 
 
-def laps(mode: str, n: int, queued: int) -> None:
+def laps(mode: str, n: int, queued: int, shape: str = "web") -> None:
     provider = TracerProvider(shutdown_on_exit=False)
     mp = MeterProvider(metric_readers=[PeriodicExportingMetricReader(
         bench_web.DiscardMetrics(), export_interval_millis=600_000)], shutdown_on_exit=False)
@@ -57,7 +61,7 @@ def laps(mode: str, n: int, queued: int) -> None:
     if mode == "base":
         provider.add_span_processor(nxt)
     else:
-        config: dict[str, Any] = {"enabled": mode != "off"}
+        config: dict[str, Any] = {"enabled": mode != "off"} if shape == "web" else dict(bench_core.CONFIG)
         if mode in ("nomet", "norec"):
             config["recorder"] = {"enabled": False}
         if mode == "nomet":
@@ -68,8 +72,11 @@ def laps(mode: str, n: int, queued: int) -> None:
         sinks = list(proc.engine.deferred.sinks)
         waiting: list[Any] = []
 
+        settle = getattr(_pipeline, "_settle", None)  # None: code from before round 3
+
         def publish(lap: Any) -> None:  # the deferred queue, drained in this thread every `queued` laps
-            _settle(lap)
+            if settle is not None:
+                settle(lap)
             waiting.append(lap)
             if len(waiting) >= queued:
                 for queued_lap in waiting:
@@ -78,6 +85,9 @@ def laps(mode: str, n: int, queued: int) -> None:
                 waiting.clear()
 
         proc.engine.publish = publish  # type: ignore[method-assign]
+    if shape == "core":
+        bench_core.workload(provider, n)
+        n = 0
     tracer = provider.get_tracer("bench")
     for _ in range(n):
         with tracer.start_as_current_span("GET /score/{name}", kind=SpanKind.SERVER,
@@ -94,11 +104,11 @@ def laps(mode: str, n: int, queued: int) -> None:
     mp.shutdown()
 
 
-def instructions(mode: str, n: int, queued: int) -> int:
+def instructions(mode: str, n: int, queued: int, shape: str) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
         subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
-                        __file__, "run", mode, str(n), "--queued", str(queued)],
+                        __file__, "run", mode, str(n), "--queued", str(queued), "--shape", shape],
                        env={**os.environ, "PYTHONHASHSEED": "0"}, check=True, capture_output=True)
         found = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)
         if found is None:
@@ -112,16 +122,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("mode", choices=MODES)
     ap.add_argument("n", type=int, nargs="?", default=1000)
     ap.add_argument("--queued", type=int, default=150, help="laps the deferred queue holds (default 150)")
+    ap.add_argument("--shape", choices=("web", "core"), default="web")
     args = ap.parse_args(argv)
     if args.what == "run":
-        laps(args.mode, 100, args.queued)  # warm-up: imports, caches
+        laps(args.mode, 100, args.queued, args.shape)  # warm-up: imports, caches
         gc.collect()
         if args.n:
-            laps(args.mode, args.n, args.queued)
+            laps(args.mode, args.n, args.queued, args.shape)
         return 0
-    total, start_up = (instructions(args.mode, n, args.queued) for n in (args.n, 0))
+    total, start_up = (instructions(args.mode, n, args.queued, args.shape) for n in (args.n, 0))
     per_lap = (total - start_up) / args.n
-    print(f"{args.mode}: {per_lap:,.0f} instructions per lap ({args.n} laps, {args.queued} queued)")
+    print(f"{args.shape} {args.mode}: {per_lap:,.0f} instructions per lap ({args.n} laps, "
+          f"{args.queued} queued)")
     return 0
 
 
