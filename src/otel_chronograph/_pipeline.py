@@ -152,7 +152,10 @@ class DeferredSinks:
         if len(self._q) >= self._max:
             self.dropped += 1
             return
-        _settle(lap)
+        try:
+            _settle(lap)
+        except Exception:  # never into the application: the sinks meet it again, counted there
+            log_once("settle", "chronograph failed to build a lap's timeline; its sinks will retry")
         self._q.append(lap)
         if len(self._q) >= self._batch or not self._worker.started:
             self._worker.wake()

@@ -467,6 +467,27 @@ def test_a_queued_lap_lets_go_of_its_span_records_before_it_waits() -> None:
     assert q.shutdown(10)
 
 
+def test_a_lap_whose_timeline_fails_is_queued_without_raising() -> None:
+    """The queue builds a lap's timeline on the lap's path: a failure there must not reach the
+    application; the sinks meet it again in the background, where it is counted."""
+    from dataclasses import replace
+
+    from otel_chronograph._lap import Lazy
+    from otel_chronograph._pipeline import DeferredSinks
+
+    def broken() -> list[Any]:
+        raise RuntimeError("timeline")
+
+    lap = replace(_some_laps(1)[0], spans=Lazy(broken))
+    def reads_spans(lap: Lap) -> None:
+        list(lap.spans)
+
+    q = DeferredSinks([reads_spans])
+    q.put(lap)  # does not raise
+    assert q.shutdown(10)
+    assert q.failures == [1]  # the sink's own attempt, counted once
+
+
 def test_deferred_queue_started_from_many_threads_at_once() -> None:
     import threading
     from concurrent.futures import ThreadPoolExecutor
