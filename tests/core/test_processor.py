@@ -348,6 +348,23 @@ def test_failing_assembly_at_end_exports_the_span(harness: Harness, monkeypatch:
     assert harness.processor.stats["failures"] == 1
 
 
+def test_failing_records_export_the_lap_root_unannotated(harness: Harness,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records are made when a lap completes, after its root was held: if they cannot be made, the
+    root still goes out (unannotated) and the failure is counted, not raised into the application."""
+    from otel_chronograph.sources import _processor
+
+    def broken(*a: Any, **k: Any) -> Any:
+        raise RuntimeError("records")
+
+    monkeypatch.setattr(_processor, "records_of", broken)
+    with harness.lap("cmd"), harness.sector("s"):
+        pass
+    assert sorted(x.name for x in harness.exported()) == ["cmd", "s"]
+    assert harness.annotated() == []
+    assert harness.processor.stats["failures"] == 1
+
+
 def test_disabled_processor_forwards_everything_unchanged(make_harness: Make) -> None:
     h = make_harness({"enabled": False})
     with h.lap("cmd") as handle, h.sector("s"):

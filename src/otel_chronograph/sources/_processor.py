@@ -158,11 +158,11 @@ class ChronographProcessor(SpanProcessor):
                 # assembler's); roots, remote parents and other span types take _start.
                 sdk: Any = span
                 try:
-                    parent, ctx = sdk._parent, sdk._context
-                except AttributeError:
-                    parent = ctx = None
+                    parent, ctx, attrs = sdk._parent, sdk._context, sdk._attributes._dict
+                except AttributeError:  # not the SDK's span layout: _start reads the public API
+                    parent = ctx = attrs = None
                 if not (parent.__class__ is _CTX and ctx.__class__ is _CTX and not parent[2]
-                        and self._assembler.start_child(ctx[1], parent[1], sdk._attributes._dict)):
+                        and self._assembler.start_child(ctx[1], parent[1], attrs)):
                     self._start(span, parent_context)
             except Exception:
                 self.engine.failures[0] += 1
@@ -202,7 +202,21 @@ class ChronographProcessor(SpanProcessor):
             for p in self._next:
                 p.on_end(span)
         if completed:
-            self._finish_ended([_recorded(c) for c in completed])
+            self._finish_ended(self._records(completed))
+
+    def _records(self, completed: Sequence[Completed[ReadableSpan]]) -> list[Completed[SpanRecord]]:
+        """The completed laps as records. Their roots were held: a lap whose spans cannot be read is
+        counted and its root exported unannotated, never lost and never raised into the application."""
+        out: list[Completed[SpanRecord]] = []
+        for c in completed:
+            try:
+                out.append(_recorded(c))
+            except Exception:
+                self.engine.failures[0] += 1
+                log_once("records", "chronograph failed to read a lap's spans; its root is exported "
+                         "unannotated")
+                self._forward(c.root)
+        return out
 
     def _finish_ended(self, completed: Sequence[Completed[SpanRecord]]) -> None:
         """The laps an ended span completed (a subclass may add to them first)."""
@@ -255,8 +269,8 @@ class ChronographProcessor(SpanProcessor):
 
     def _sweep(self) -> float | None:
         asm = self._assembler
-        for c in asm.expire():
-            self._finish(_recorded(c))
+        for c in self._records(asm.expire()):
+            self._finish(c)
         nxt = asm.next_deadline_ns()
         if nxt is None:
             return None
@@ -285,8 +299,8 @@ class ChronographProcessor(SpanProcessor):
         for the sinks."""
         if self._shutdown:
             return
-        for c in self._assembler.expire(everything=True):
-            self._finish(_recorded(c))
+        for c in self._records(self._assembler.expire(everything=True)):
+            self._finish(c)
         self._shutdown = True
         self._sweeper.stop(1.0)
         for p in self._next:
