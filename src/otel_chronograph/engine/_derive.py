@@ -507,13 +507,8 @@ class Deriver:
             command = rule_command
         elif "command" in found:
             command = str(found["command"])
-        else:  # command_from_attributes without its first step (done above), inlined: a call less
-            route = get("http.route")
-            if route:
-                method = get("http.request.method") or get("http.method")
-                command = f"{method} {route}" if method else str(route)
-            else:
-                command = root.name
+        else:
+            command = command_from_attributes(root.name, attrs)
         if found:
             tier_attr, customer, score_attr, session = (
                 get("chronograph.tier", found.get("tier")),
@@ -563,7 +558,7 @@ class Deriver:
         lap_ms = (r_end - r_start) / _NS_PER_MS
         green, yellow = self._thresholds.get(cmd, self._default_thresholds) if self._thresholds else (
             self._default_thresholds)
-        status: Status = "GREEN" if lap_ms < green else "YELLOW" if lap_ms < yellow else "RED"  # status_for
+        status: Status = status_for(lap_ms, green, yellow)
         error = root.error
         error_message = None
         if error:
