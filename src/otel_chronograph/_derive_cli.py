@@ -63,7 +63,11 @@ def _run(cfg: ChronographConfig, paths: tuple[str, ...], fmt: str, db: str | Non
         from .recorder import FlightRecorder
 
         try:
-            recorder = FlightRecorder(cfg.recorder.model_copy(update={"persistent": True, "path": db}))
+            # No retention purge in a batch run: an export's laps are usually older than
+            # retention_hours, and a purge racing the writes deleted some of them (a live recorder
+            # on the same file still applies its retention).
+            recorder = FlightRecorder(cfg.recorder.model_copy(
+                update={"persistent": True, "path": db, "retention_hours": 0.0}))
         except Exception as exc:  # sqlite3 / OS errors: one line, no traceback
             raise click.ClickException(f"{db}: cannot open the flight-record database: {exc}") from None
         deferred.append(recorder)

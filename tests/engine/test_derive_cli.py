@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -129,3 +131,29 @@ def test_db_keeps_flight_records_for_laps_and_show(tmp_path: Path) -> None:
     listed = subprocess.run([*CHRONOGRAPH, "laps", "--db", str(db), "--json"], capture_output=True,
                             text=True, timeout=60, check=True).stdout
     assert {lap.request_id for lap in laps} <= set(listed.replace('"', " ").split())
+
+
+def test_db_keeps_laps_older_than_the_retention_across_runs(tmp_path: Path) -> None:
+    """An export's laps are older than recorder.retention_hours (24 h): a batch run must not purge them,
+    neither its own nor an earlier run's (a purge racing the writes deleted some, found in CI)."""
+    from .test_sources_agree import T0, run_in_process
+
+    assert (time.time_ns() - 48 * 3600 * 10**9) > T0
+    node = {"parent": -1, "start": 0, "end": 50, "name": "GET /old", "kind": SpanKind.SERVER, "attrs": {},
+            "error": False, "events": []}
+    db = tmp_path / "laps.db"
+    ids: set[str] = set()
+    for run in range(2):
+        files = []
+        for i in range(3):
+            in_process, spans = run_in_process([node], 7 + i)
+            ids.add(in_process[0].request_id)
+            files.append(otlp_line(spans))
+        path = tmp_path / f"run{run}.jsonl"
+        path.write_text("\n".join(files) + "\n")
+        derive("--db", str(db), str(path))
+    conn = sqlite3.connect(db)
+    stored = {rid for (rid,) in conn.execute("SELECT request_id FROM flight_records")}
+    conn.close()
+    assert len(ids) == 6
+    assert stored == ids
