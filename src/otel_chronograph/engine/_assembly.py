@@ -19,7 +19,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from opentelemetry.trace import SpanKind
@@ -41,19 +41,26 @@ S = TypeVar("S")  # what is kept of an ended span: a SpanRecord, or a source's o
 LapDecider = Callable[[str, SpanKind, Mapping[str, Any], Mapping[str, Any]], tuple[bool, str | None]]
 
 
-@dataclass(eq=False, slots=True)
 class PendingLap:
-    root_id: int
-    command: str | None
-    parent: PendingLap | None
-    open_ids: set[int] = field(default_factory=set)
-    dropped_ids: set[int] = field(default_factory=set)
-    spans: list[Any] = field(default_factory=list)  # what end_item was given
-    root: Any = None
-    context: Mapping[str, Any] | None = None  # e.g. the baggage of the lap's start context
-    deadline_ns: int = 0
-    dropped: int = 0
-    done: bool = False
+    """A lap waiting for its spans. A plain class, not a dataclass: one is made per lap, and the
+    generated ``__init__`` with three default factories cost twice as much; ``dropped_ids`` is made
+    only for a lap that drops a span."""
+
+    __slots__ = ("command", "context", "deadline_ns", "done", "dropped", "dropped_ids", "open_ids", "parent",
+                 "root", "root_id", "spans")
+
+    def __init__(self, root_id: int, command: str | None, parent: PendingLap | None) -> None:
+        self.root_id = root_id
+        self.command = command
+        self.parent = parent
+        self.open_ids: set[int] = set()
+        self.dropped_ids: set[int] | None = None
+        self.spans: list[Any] = []  # what end_item was given
+        self.root: Any = None
+        self.context: Mapping[str, Any] | None = None  # e.g. the baggage of the lap's start context
+        self.deadline_ns = 0
+        self.dropped = 0
+        self.done = False
 
 
 @dataclass(slots=True)
@@ -202,7 +209,8 @@ class Assembler:
         if self._dropped:
             under = self._dropped.pop(sid, None)
             if under is not None:
-                under.dropped_ids.discard(sid)
+                if under.dropped_ids is not None:
+                    under.dropped_ids.discard(sid)
                 return _NOT_HELD
         if not self._evicted_roots:
             return _NOT_HELD
@@ -239,18 +247,24 @@ class Assembler:
         """Count a span the lap can't keep; remember it (bounded) so its descendants are counted too."""
         owner.dropped += 1
         self.stats.dropped_spans += 1
-        if not owner.done and len(owner.dropped_ids) < self._max_spans:
-            owner.dropped_ids.add(sid)
-            self._dropped[sid] = owner
+        if not owner.done:
+            dropped = owner.dropped_ids
+            if dropped is None:
+                dropped = owner.dropped_ids = set()
+            if len(dropped) < self._max_spans:
+                dropped.add(sid)
+                self._dropped[sid] = owner
 
     def _forget(self, pending: PendingLap) -> None:
         """Drop every index entry that points at a lap that is complete or evicted."""
         for oid in pending.open_ids:
             self._owner.pop(oid, None)
         pending.open_ids.clear()
-        for did in pending.dropped_ids:
-            self._dropped.pop(did, None)
-        pending.dropped_ids.clear()
+        dropped = pending.dropped_ids
+        if dropped:
+            for did in dropped:
+                self._dropped.pop(did, None)
+            dropped.clear()
 
     def _complete(self, pending: PendingLap) -> list[Completed[Any]]:
         pending.done = True

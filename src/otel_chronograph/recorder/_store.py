@@ -243,12 +243,11 @@ class FlightStore:
         rid = lap.request_id
         old = laps.pop(rid, None)
         laps[rid] = lap
-        by_trace = self._by_trace
-        by_trace[lap.trace_id] = rid
-        # Once full, each lap in takes the oldest out (what _forget does, inline: it runs every lap).
+        self._by_trace[lap.trace_id] = rid
+        # Once full, each lap in takes the oldest out: _forget, with the history updated in one call.
         gone = laps.popitem(False)[1] if len(laps) > self.max_records else None  # False: the oldest
-        if gone is not None and by_trace.get(gone.trace_id) == gone.request_id:
-            del by_trace[gone.trace_id]
+        if gone is not None:
+            self._unindex(gone)
         if self.path is None:
             history = self._history
             if old is not None:
@@ -261,10 +260,15 @@ class FlightStore:
             self._forget(laps.popitem(last=False)[1])
 
     def _forget(self, lap: Lap) -> None:
-        if self._by_trace.get(lap.trace_id) == lap.request_id:
-            del self._by_trace[lap.trace_id]
+        """A lap gone from the LRU: out of the trace index and the memory-only history."""
+        self._unindex(lap)
         if self.path is None:
             self._history.remove(lap.command, lap.lap_ms)
+
+    def _unindex(self, lap: Lap) -> None:
+        by_trace = self._by_trace
+        if by_trace.get(lap.trace_id) == lap.request_id:
+            del by_trace[lap.trace_id]
 
     @staticmethod
     def _insert(conn: sqlite3.Connection, laps: list[Lap]) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import atexit
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from opentelemetry import baggage
 from opentelemetry.context import Context
@@ -39,9 +39,15 @@ _SINK_SHUTDOWN_S = 10.0  # one deadline for every sink at shutdown; exporters ar
 
 
 def _recorded(c: Completed[ReadableSpan]) -> Completed[SpanRecord]:
-    """A completed lap of SDK spans, as records (made outside the assembler's lock)."""
-    root, *spans = records_of((c.root, *c.spans))
-    return Completed(root, spans, c.command, c.truncated, c.late, c.context)
+    """A completed lap of SDK spans, as records (made outside the assembler's lock). In place: the
+    assembler let go of the lap, so its list and its Completed are this caller's alone."""
+    spans = c.spans
+    spans.append(c.root)
+    records = records_of(spans)
+    done = cast("Completed[SpanRecord]", c)
+    done.root = records.pop()
+    done.spans = records
+    return done
 
 
 class ChronographProcessor(SpanProcessor):
