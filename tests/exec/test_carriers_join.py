@@ -122,3 +122,47 @@ def test_sampled_flag_so_batch_processors_export_them() -> None:
     copy = next(readable_spans(encode_spans(_child_spans()).resource_spans[0]))[1]
     assert copy.context.trace_flags.sampled
     assert trace.format_trace_id(copy.context.trace_id) == TRACEPARENT.split("-")[1]
+
+
+def _joining_lap_waiting_for_grace() -> tuple[Any, list[Any], Any]:
+    """A JoiningProcessor whose lap's root has ended with a child still open (grace period running),
+    and a child process's spans kept for that lap's trace."""
+    from otel_chronograph._config import load_config
+    from otel_chronograph.exec._join import JoiningProcessor
+
+    children = ChildSpans([], max_spans=100)
+    config = load_config({"laps": {"grace_ms": 60_000}, "recorder": {"enabled": False}}, environ={})
+    proc = JoiningProcessor(children, config, [], None, metrics_enabled=False)
+    laps: list[Any] = []
+    proc.add_sink(laps.append, deferred=False)
+    provider = TracerProvider()
+    provider.add_span_processor(proc)
+    tracer = provider.get_tracer("t")
+    parent = context_from_environment({"TRACEPARENT": TRACEPARENT})
+    root = tracer.start_span("run tool", context=parent, kind=SpanKind.SERVER)
+    open_child = tracer.start_span("background", context=trace.set_span_in_context(root))
+    children.expect(root.get_span_context().trace_id)
+    children.on_request(_request(_child_spans()))  # the child process's "main" and "load"
+    root.end()
+    assert laps == [] and proc._assembler.has_waiting()  # held for the child still open
+    return proc, laps, open_child
+
+
+def test_a_lap_completed_at_shutdown_still_gets_the_child_process_spans() -> None:
+    proc, laps, open_child = _joining_lap_waiting_for_grace()
+    proc.shutdown()
+    (lap,) = laps
+    assert lap.trace_id == TRACEPARENT.split("-")[1]
+    assert {s.name for s in lap.spans} == {"main", "load"} and lap.truncated  # "background" never ended
+    open_child.end()
+
+
+def test_a_lap_whose_grace_period_passed_still_gets_the_child_process_spans() -> None:
+    proc, laps, open_child = _joining_lap_waiting_for_grace()
+    for pending in proc._assembler._waiting_grace.values():
+        pending.deadline_ns = 0  # the grace period is over: what the sweeper thread finds
+    proc._sweep()
+    (lap,) = laps
+    assert {s.name for s in lap.spans} == {"main", "load"}
+    open_child.end()
+    proc.shutdown()

@@ -225,7 +225,9 @@ class ChronographProcessor(SpanProcessor):
         return out
 
     def _finish_ended(self, completed: Sequence[Completed[SpanRecord]]) -> None:
-        """The laps an ended span completed (a subclass may add to them first)."""
+        """Every completed lap goes through here: the laps an ended span completed, those whose grace
+        period passed (sweeper) and those completed at shutdown (a subclass may add to them first:
+        ``chronograph exec`` joins its children's spans)."""
         for c in completed:
             self._finish(c)
 
@@ -275,8 +277,7 @@ class ChronographProcessor(SpanProcessor):
 
     def _sweep(self) -> float | None:
         asm = self._assembler
-        for c in self._records(asm.expire()):
-            self._finish(c)
+        self._finish_ended(self._records(asm.expire()))
         nxt = asm.next_deadline_ns()
         if nxt is None:
             return None
@@ -305,8 +306,7 @@ class ChronographProcessor(SpanProcessor):
         for the sinks."""
         if self._shutdown:
             return
-        for c in self._records(self._assembler.expire(everything=True)):
-            self._finish(c)
+        self._finish_ended(self._records(self._assembler.expire(everything=True)))
         self._shutdown = True
         self._sweeper.stop(1.0)
         for p in self._next:
